@@ -1,0 +1,19 @@
+"""pea-deploy: train with Progressive Ensemble Activations, ship a ReLU-only network.
+
+The library API a training loop needs lives in `pea_deploy.pea`; it is re-exported here lazily so
+that importing the package (and every command's --help) does not pay for importing torch.
+"""
+
+__version__ = "0.1.0"
+
+_PEA_API = ("AlphaSchedule", "AlphaScheduler", "StochasticEnsemble", "WeightedEnsemble", "alpha_at",
+            "alphas", "convert", "ensembles", "require_alpha_one", "set_alpha", "strip")
+__all__ = ["__version__", *_PEA_API]
+
+
+def __getattr__(name):
+    if name in _PEA_API:
+        from . import pea
+
+        return getattr(pea, name)
+    raise AttributeError(f"module 'pea_deploy' has no attribute {name!r}")

@@ -1,0 +1,1 @@
+"""The commands: one thin click module per command over the library API."""

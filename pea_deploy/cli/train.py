@@ -1,0 +1,94 @@
+"""`pea-train [RECIPE] [--FIELD VALUE ...]`: a thin layer over `pea_deploy.train`.
+
+Every recipe field is a flag (generated from the recipe dataclasses), so a flag overrides exactly
+one field of the recipe file. Heavy imports happen inside the command so `--help` is instant.
+"""
+
+from __future__ import annotations
+
+from dataclasses import MISSING, fields
+
+import click
+
+from ..train.recipe import SECTIONS
+from .errors import handle_errors
+
+PROG = "pea-train"
+
+
+def _list_of(kind):
+    def parse(ctx, param, value):
+        if value is None:
+            return None
+        items = [v.strip() for v in value.split(",") if v.strip()]
+        try:
+            return [kind(v) for v in items]
+        except ValueError:
+            raise click.BadParameter(f"expected a comma-separated list, got {value!r}") from None
+    return parse
+
+
+def _recipe_options(fn):
+    """Add one option per recipe field (kebab-case), each defaulting to None = "keep the recipe's"."""
+    for section, cls in reversed(list(SECTIONS.items())):
+        for f in reversed(fields(cls)):
+            flag = f.metadata.get("flag") or f.name.replace("_", "-")
+            dest = f"{section}__{f.name}"
+            default = f.default if f.default is not MISSING else f.default_factory()
+            help_ = f.metadata["help"]
+            choices = f.metadata.get("choices")
+            if isinstance(default, bool):
+                opt = click.option(f"--{flag}/--no-{flag}", dest, default=None, help=help_)
+            elif isinstance(default, list):
+                kind = float if f.name == "lr_steps" else str
+                opt = click.option(f"--{flag}", dest, default=None, callback=_list_of(kind), help=help_)
+            else:
+                kind = click.Choice(choices) if choices else (
+                    float if isinstance(default, float) or f.name == "dropout" else
+                    int if isinstance(default, int) else str)
+                opt = click.option(f"--{flag}", dest, type=kind, default=None, help=help_)
+            fn = opt(fn)
+    return fn
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.argument("recipe", required=False)
+@click.option("--no-pea", is_flag=True, help="ReLU baseline (same as --mode relu)")
+@click.option("--upper-limit", is_flag=True, help="train with Act only (same as --mode act)")
+@click.option("--resume", "resume_dir", type=click.Path(file_okay=False),
+              help="continue the run in this directory from its last checkpoint")
+@click.option("--list-recipes", is_flag=True, help="print the built-in recipes and exit")
+@click.option("-q", "--quiet", is_flag=True, help="no progress bar or per-epoch lines")
+@_recipe_options
+@handle_errors(PROG)
+def main(recipe, no_pea, upper_limit, resume_dir, list_recipes, quiet, **overrides):
+    """Train RECIPE (a TOML file or a built-in recipe name; default: the embedded default) with
+    Progressive Ensemble Activations, a ReLU baseline (--no-pea) or the Act upper limit
+    (--upper-limit). Writes checkpoints/, metrics.csv, history.png and summary.json to --out."""
+    from ..errors import ConfigError
+    from ..train import builtin_recipes, load_recipe, resume, train
+
+    if list_recipes:
+        for name, path in builtin_recipes().items():
+            click.echo(f"{name:40s} {path}")
+        return
+    log = (lambda msg: None) if quiet else (lambda msg: click.echo(msg, err=True))
+    values = {k.replace("__", "."): v for k, v in overrides.items()}
+    if no_pea and upper_limit:
+        raise ConfigError("--no-pea and --upper-limit exclude each other")
+    if no_pea or upper_limit:
+        values["pea.mode"] = "relu" if no_pea else "act"
+    if resume_dir:
+        extra = sorted(k for k, v in values.items() if v is not None and k != "train.device")
+        if recipe or extra:
+            raise ConfigError("--resume continues a run with its own recipe; drop RECIPE and "
+                              f"recipe flags ({', '.join(extra) or recipe})")
+        summary = resume(resume_dir, device=values.get("train.device"), progress=not quiet and None,
+                         log=log)
+        out = resume_dir
+    else:
+        r = load_recipe(recipe).with_overrides(values)
+        out = r.train.out or f"runs/{r.name}"
+        summary = train(r, out, progress=not quiet and None, log=log)
+    click.echo(f"final val top-1 {summary['final_val_top1']:.2f}%  all alphas 1: "
+               f"{summary['all_alphas_one']}  run: {out}  ({summary['wall_time_s']:.1f}s)")

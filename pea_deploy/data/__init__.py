@@ -1,0 +1,29 @@
+"""Datasets by name. Nothing here downloads: built-in sets ship inside installed packages, the rest
+are folders the user points to."""
+
+from __future__ import annotations
+
+from ..errors import unknown_name
+from .builtin import load_digits, load_fashion_mnist
+from .folders import load_cifar, load_image_folder
+from .images import DatasetSplits, FileImages, TensorImages
+from .loader import AUGMENTATIONS, Normalize, augment, epoch_generator, iterate, steps_per_epoch
+
+DATASETS = {
+    "digits": load_digits,
+    "fashion-mnist": load_fashion_mnist,
+    "image-folder": load_image_folder,
+    "cifar10": lambda **kw: load_cifar(classes=10, **kw),
+    "cifar100": lambda **kw: load_cifar(classes=100, **kw),
+}
+
+
+def load_dataset(name: str, **options) -> DatasetSplits:
+    """Load dataset `name`; options: data_dir, val_fraction, split_seed, image_size, channels."""
+    if name not in DATASETS:
+        raise unknown_name("dataset", name, DATASETS)
+    return DATASETS[name](**options)
+
+
+__all__ = ["DATASETS", "load_dataset", "DatasetSplits", "TensorImages", "FileImages", "AUGMENTATIONS",
+           "Normalize", "augment", "epoch_generator", "iterate", "steps_per_epoch"]

@@ -1,0 +1,78 @@
+"""Batches for training and evaluation: seeded order, per-batch augmentation, normalisation.
+
+Every random choice comes from a torch.Generator seeded with (seed, epoch), so an epoch's batches
+are a pure function of the recipe and the epoch number: a resumed run sees the same data order and
+the same crops as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..errors import unknown_name
+from .images import FileImages, TensorImages
+
+AUGMENTATIONS = ("crop", "flip")
+
+
+@dataclass(frozen=True)
+class Normalize:
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    def __call__(self, images_u8: Tensor) -> Tensor:
+        mean = torch.tensor(self.mean, device=images_u8.device).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, device=images_u8.device).view(1, -1, 1, 1)
+        return (images_u8.float().div_(255.0) - mean) / std
+
+
+def check_augmentations(names) -> tuple[str, ...]:
+    for n in names:
+        if n not in AUGMENTATIONS:
+            raise unknown_name("augmentation", n, AUGMENTATIONS)
+    return tuple(names)
+
+
+def augment(batch: Tensor, names: tuple[str, ...], pad: int, gen: torch.Generator) -> Tensor:
+    """Random crop after zero padding by `pad` pixels, and random horizontal flip, per sample."""
+    n, _, h, w = batch.shape
+    if "crop" in names and pad > 0:
+        padded = F.pad(batch, (pad, pad, pad, pad))
+        dy = torch.randint(0, 2 * pad + 1, (n,), generator=gen).tolist()
+        dx = torch.randint(0, 2 * pad + 1, (n,), generator=gen).tolist()
+        batch = torch.stack([padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(n)])
+    if "flip" in names:
+        flip = torch.rand(n, generator=gen) < 0.5
+        batch = torch.where(flip.view(-1, 1, 1, 1), batch.flip(3), batch)
+    return batch
+
+
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed * 100_003 + epoch)
+
+
+def iterate(data: TensorImages | FileImages, batch_size: int, *, shuffle: bool,
+            gen: torch.Generator | None = None, drop_last: bool = False,
+            workers: int = 0) -> Iterator[tuple[Tensor, Tensor]]:
+    """Yield (uint8 images, labels) batches; order from `gen` when shuffling."""
+    order = torch.randperm(len(data), generator=gen) if shuffle else torch.arange(len(data))
+    stop = len(order) - (len(order) % batch_size if drop_last else 0)
+    if isinstance(data, TensorImages):
+        for i in range(0, stop, batch_size):
+            idx = order[i:i + batch_size]
+            yield data.images[idx], data.labels[idx]
+        return
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.Subset(data, order[:stop].tolist()), batch_size=batch_size,
+        num_workers=workers, shuffle=False)
+    yield from loader
+
+
+def steps_per_epoch(n_train: int, batch_size: int) -> int:
+    """Training iterations per epoch (incomplete last batch dropped, at least one step)."""
+    return max(1, n_train // batch_size)

@@ -1,0 +1,75 @@
+"""ERFNet encoder (Romera et al. 2018) as an image classifier: the paper's ImageNet variant
+(Sec. 4.1) puts global average pooling and one fully-connected layer on the last feature map."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+
+class DownsamplerBlock(nn.Module):
+    """Concatenates a 3x3/2 conv (cout - cin channels) with a 2x2 max-pool of the input."""
+
+    def __init__(self, cin: int, cout: int):
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout - cin, 3, 2, 1, bias=True)
+        self.pool = nn.MaxPool2d(2, 2, ceil_mode=True)  # ceil: odd sizes match the conv's output
+        self.bn = nn.BatchNorm2d(cout, eps=1e-3)
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.relu(self.bn(torch.cat([self.conv(x), self.pool(x)], 1)))
+
+
+class NonBottleneck1D(nn.Module):
+    """Factorised residual block: 3x1, 1x3, then dilated 3x1, 1x3 convs."""
+
+    def __init__(self, ch: int, dropout: float, dilation: int):
+        super().__init__()
+        d = dilation
+        self.conv3x1_1 = nn.Conv2d(ch, ch, (3, 1), 1, (1, 0), bias=True)
+        self.conv1x3_1 = nn.Conv2d(ch, ch, (1, 3), 1, (0, 1), bias=True)
+        self.bn1 = nn.BatchNorm2d(ch, eps=1e-3)
+        self.conv3x1_2 = nn.Conv2d(ch, ch, (3, 1), 1, (d, 0), (d, 1), bias=True)
+        self.conv1x3_2 = nn.Conv2d(ch, ch, (1, 3), 1, (0, d), (1, d), bias=True)
+        self.bn2 = nn.BatchNorm2d(ch, eps=1e-3)
+        self.relu = nn.ReLU(inplace=True)
+        self.dropout = nn.Dropout2d(dropout) if dropout > 0 else nn.Identity()
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.relu(self.conv3x1_1(x))
+        out = self.relu(self.bn1(self.conv1x3_1(out)))
+        out = self.relu(self.conv3x1_2(out))
+        out = self.dropout(self.bn2(self.conv1x3_2(out)))
+        return self.relu(out + x)
+
+
+class ERFNetEncoder(nn.Module):
+    def __init__(self, in_channels: int = 3, width: float = 1.0, dropout: float = 0.1):
+        super().__init__()
+        c1, c2, c3 = (max(8, int(v * width)) for v in (16, 64, 128))
+        layers: list[nn.Module] = [DownsamplerBlock(in_channels, c1), DownsamplerBlock(c1, c2)]
+        layers += [NonBottleneck1D(c2, dropout * 0.3, 1) for _ in range(5)]
+        layers.append(DownsamplerBlock(c2, c3))
+        for _ in range(2):
+            layers += [NonBottleneck1D(c3, dropout, d) for d in (2, 4, 8, 16)]
+        self.layers = nn.Sequential(*layers)
+        self.out_channels = c3
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.layers(x)
+
+
+class ERFNetClassifier(nn.Module):
+    def __init__(self, num_classes: int, in_channels: int = 3, width: float = 1.0,
+                 dropout: float = 0.1, stem: str = "imagenet"):
+        super().__init__()
+        del stem  # the encoder works on any size >= 8 px; accepted for a uniform recipe interface
+        self.encoder = ERFNetEncoder(in_channels, width, dropout)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(self.encoder.out_channels, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc(self.pool(self.encoder(x)).flatten(1))
+
+

@@ -1,0 +1,162 @@
+"""Turn a ReLU network into a PEA training network and back into a deployable ReLU network.
+
+`convert` (the "prepare" step) swaps nn.ReLU (and nn.ReLU6 for target relu6) modules for ensembles;
+`strip` (the "deploy" step) asks each ensemble for its deploy form once every alpha is exactly 1.
+Both keep module sharing intact: one ReLU instance used in several places (as torchvision's ResNet
+blocks do) becomes one ensemble used in the same places.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Callable
+
+from torch import nn
+
+from ..errors import AlphaNotOneError, ConversionError, unknown_name
+from .ensemble import GRANULARITIES, VARIANTS, PEAEnsemble, StochasticEnsemble
+
+_ACTIVATION_HINTS = (
+    "relu", "gelu", "silu", "swish", "mish", "elu", "sigmoid", "tanh", "hardswish", "hardsigmoid",
+    "softplus", "leakyrelu", "prelu", "selu", "celu",
+)
+
+
+def _replace_modules(model: nn.Module, make: Callable[[nn.Module], nn.Module | None]) -> int:
+    """Replace every child for which `make` returns a module; the same instance maps to the same
+    replacement wherever it is registered. Returns how many distinct instances were replaced."""
+    memo: dict[int, nn.Module] = {}
+    for parent in list(model.modules()):
+        # _modules, not named_children(): the latter hides a second name for the same instance
+        for name, child in list(parent._modules.items()):
+            if child is None:
+                continue
+            key = id(child)
+            if key not in memo:
+                new = make(child)
+                if new is None:
+                    continue
+                memo[key] = new
+            setattr(parent, name, memo[key])
+    return len(memo)
+
+
+def _functional_relus(model: nn.Module) -> list[str]:
+    """Best-effort: names of functional ReLU calls found by tracing the model with torch.fx."""
+    try:
+        import torch.fx
+
+        graph = torch.fx.symbolic_trace(model).graph
+    except Exception:
+        return []
+    found = []
+    for node in graph.nodes:
+        target = getattr(node.target, "__name__", str(node.target))
+        if node.op in ("call_function", "call_method") and "relu" in target.lower():
+            found.append(f"{target} ({node.name})")
+    return found
+
+
+def _nothing_to_convert(model: nn.Module, kinds: tuple[type, ...]) -> ConversionError:
+    wanted = " or ".join(f"nn.{k.__name__}" for k in kinds)
+    acts = Counter(type(m).__name__ for m in model.modules()
+                   if type(m).__name__.lower() in _ACTIVATION_HINTS)
+    if any(isinstance(m, PEAEnsemble) for m in model.modules()):
+        return ConversionError("model is already converted: it holds PEA ensembles")
+    parts = [f"convert found no {wanted} module to replace"]
+    if acts:
+        parts.append("activation modules present: " + ", ".join(f"{n} x{c}" for n, c in acts.items()))
+    functional = _functional_relus(model)
+    if functional:
+        parts.append("functional calls in forward(): " + ", ".join(functional[:5])
+                     + " - PEA needs nn.ReLU modules, replace F.relu/torch.relu calls with them")
+    elif not acts:
+        parts.append("no activation modules at all: does forward() call F.relu? "
+                     "PEA can only replace nn.ReLU modules")
+    return ConversionError("; ".join(parts))
+
+
+def convert(model: nn.Module, act: str = "gelu", variant: str = "weighted", target: str = "relu",
+            *, swish_beta: float = 1.0, granularity: str = "element", alpha: float = 0.0) -> nn.Module:
+    """Replace every nn.ReLU (and nn.ReLU6 when `target` is relu6) of `model`, in place, by a PEA
+    ensemble of `act` and `target`; return the model.
+
+    variant: "weighted" (Eq. 1) or "stochastic" (Eq. 3); granularity applies to stochastic only.
+    Raises ConversionError when nothing is found to convert, naming what the model holds instead.
+    """
+    if variant not in VARIANTS:
+        raise unknown_name("variant", variant, VARIANTS)
+    if granularity not in GRANULARITIES:
+        raise unknown_name("granularity", granularity, GRANULARITIES)
+    kinds: tuple[type, ...] = (nn.ReLU, nn.ReLU6) if target.lower() == "relu6" else (nn.ReLU,)
+    cls = VARIANTS[variant]
+
+    def make(child: nn.Module) -> nn.Module | None:
+        if type(child) not in kinds:
+            return None
+        extra = {"granularity": granularity} if cls is StochasticEnsemble else {}
+        ens = cls(act=act, target=target, swish_beta=swish_beta, **extra)
+        ens.set_alpha(alpha)
+        return ens
+
+    if _replace_modules(model, make) == 0:
+        raise _nothing_to_convert(model, kinds)
+    return model
+
+
+def replace_relus_with_act(model: nn.Module, act: str = "gelu", *, swish_beta: float = 1.0) -> nn.Module:
+    """The "upper limit" network: every nn.ReLU/nn.ReLU6 becomes the plain smooth activation."""
+    from .activations import smooth_activation
+
+    spec = smooth_activation(act, swish_beta)
+    n = _replace_modules(model, lambda c: spec.module() if type(c) in (nn.ReLU, nn.ReLU6) else None)
+    if n == 0:
+        raise _nothing_to_convert(model, (nn.ReLU, nn.ReLU6))
+    return model
+
+
+def ensembles(model: nn.Module) -> dict[str, PEAEnsemble]:
+    """Every distinct ensemble of `model` by its first module path."""
+    found: dict[str, PEAEnsemble] = {}
+    seen: set[int] = set()
+    for name, module in model.named_modules():
+        if isinstance(module, PEAEnsemble) and id(module) not in seen:
+            seen.add(id(module))
+            found[name] = module
+    return found
+
+
+def alphas(model: nn.Module) -> dict[str, float]:
+    """Current alpha of every ensemble, by module path."""
+    return {name: float(m.alpha) for name, m in ensembles(model).items()}
+
+
+def set_alpha(model: nn.Module, value: float) -> int:
+    """Set alpha of every ensemble of `model`; returns how many ensembles were set."""
+    mods = ensembles(model)
+    for m in mods.values():
+        m.set_alpha(value)
+    return len(mods)
+
+
+def require_alpha_one(model: nn.Module, context: str = "") -> None:
+    """Raise AlphaNotOneError listing each ensemble whose alpha is not exactly 1."""
+    below = {name: a for name, a in alphas(model).items() if a != 1.0}
+    if below:
+        listed = ", ".join(f"{n} (alpha={a:.6g})" for n, a in list(below.items())[:6])
+        more = f" and {len(below) - 6} more" if len(below) > 6 else ""
+        suffix = f"; {context}" if context else ""
+        raise AlphaNotOneError(
+            f"{len(below)} ensemble(s) have alpha < 1, the network is not yet ReLU-only: "
+            f"{listed}{more}{suffix}")
+
+
+def strip(model: nn.Module) -> nn.Module:
+    """Replace, in place, every ensemble by its target module (nn.ReLU / nn.ReLU6); return the model.
+
+    Refuses (AlphaNotOneError) unless every alpha is exactly 1: only then is the stripped network
+    the same function as the trained one. There is deliberately no way to strip below 1.
+    """
+    require_alpha_one(model)
+    _replace_modules(model, lambda c: c.deploy_module() if isinstance(c, PEAEnsemble) else None)
+    return model

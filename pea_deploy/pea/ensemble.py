@@ -1,0 +1,138 @@
+"""The two PEA ensembles (Utasi 2022, Eq. 1 and Eq. 3) as nn.Modules.
+
+Both compute `w * T(x) + (1 - w) * Act(x)`: the weighted ensemble with w = alpha, the stochastic one
+with w = r ~ Bernoulli(alpha) drawn per element, channel or tensor. One custom autograd function
+serves both: it saves only the input (and, for the stochastic case, the boolean mask) and recomputes
+the derivatives in backward, so training never keeps the two activation outputs alive.
+
+Exactness: with w in {0, 1} the products are 1*v and 0*v, so at alpha == 1 the output is exactly T(x)
+and at alpha == 0 exactly Act(x), bit for bit (all smooth activations here are finite on finite x).
+"""
+
+from __future__ import annotations
+
+import struct
+
+import torch
+from torch import Tensor, nn
+
+from .activations import Activation, smooth_activation, target_activation
+
+GRANULARITIES = ("element", "channel", "tensor")
+
+
+class _EnsembleFn(torch.autograd.Function):
+    """weight is a Python float (weighted) or a bool mask broadcastable to x (stochastic)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight, act: Activation, target: Activation) -> Tensor:
+        ctx.act, ctx.target = act, target
+        if isinstance(weight, Tensor):
+            ctx.save_for_backward(x, weight)
+            return torch.where(weight, target.fn(x), act.fn(x))
+        ctx.weight = float(weight)
+        ctx.save_for_backward(x)
+        return act.fn(x).mul_(1.0 - ctx.weight).add_(target.fn(x), alpha=ctx.weight)
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):
+        x, *mask = ctx.saved_tensors
+        from_target = ctx.target.vjp(grad_out, x)
+        from_act = ctx.act.vjp(grad_out, x)
+        if mask:
+            return torch.where(mask[0], from_target, from_act), None, None, None
+        w = ctx.weight
+        return from_target.mul_(w).add_(from_act, alpha=1.0 - w), None, None, None
+
+
+def ensemble(x: Tensor, weight, act: Activation, target: Activation) -> Tensor:
+    """`weight * target(x) + (1 - weight) * act(x)`, saving only x (and a bool mask) for backward.
+
+    `weight` is a float (weighted ensemble) or a bool mask broadcastable to x (stochastic
+    ensemble: True picks the target). No gradient flows to it: alpha is scheduled, not learned.
+    """
+    return _EnsembleFn.apply(x, weight, act, target)
+
+
+class PEAEnsemble(nn.Module):
+    """Base of the ensembles: holds Act, T and alpha (a float32 buffer, saved in state_dict)."""
+
+    variant = "base"
+
+    def __init__(self, act: str = "gelu", target: str = "relu", swish_beta: float = 1.0):
+        super().__init__()
+        self.act = smooth_activation(act, swish_beta)
+        self.target = target_activation(target)
+        self.swish_beta = float(swish_beta)
+        self.register_buffer("alpha", torch.zeros((), dtype=torch.float32))
+        # A Python copy of the buffer, so forward never syncs a GPU to read it; kept in step by
+        # set_alpha and by the hook below when a state_dict is loaded.
+        self._alpha_value = 0.0
+        self.register_load_state_dict_post_hook(lambda module, _: module._sync_alpha())
+
+    def _sync_alpha(self) -> None:
+        self._alpha_value = float(self.alpha)
+
+    def set_alpha(self, value: float) -> None:
+        """Set alpha in [0, 1] in place (keeps the buffer's device)."""
+        if not 0.0 <= float(value) <= 1.0:
+            raise ValueError(f"alpha must be in [0, 1], got {value}")
+        as_float32 = struct.unpack("f", struct.pack("f", float(value)))[0]  # what the buffer holds
+        self.alpha.fill_(as_float32)
+        self._alpha_value = as_float32
+
+    def deploy_module(self) -> nn.Module:
+        """The plain module this ensemble becomes once alpha == 1 (nn.ReLU or nn.ReLU6)."""
+        return self.target.module()
+
+    def extra_repr(self) -> str:
+        return f"act={self.act.name}, target={self.target.name}, alpha={float(self.alpha):.4f}"
+
+
+class WeightedEnsemble(PEAEnsemble):
+    """f_w(x, a) = a * T(x) + (1 - a) * Act(x)  (Eq. 1)."""
+
+    variant = "weighted"
+
+    def forward(self, x: Tensor) -> Tensor:
+        return ensemble(x, self._alpha_value, self.act, self.target)
+
+
+class StochasticEnsemble(PEAEnsemble):
+    """f_s(x, a) = T(x) if r == 1 else Act(x), r ~ Bernoulli(a)  (Eq. 3).
+
+    `granularity` says what one draw of r covers: every element (default, as in the paper), every
+    channel of every sample (dim 1), or the whole tensor. In eval mode the module returns the
+    expectation E[f_s] = a * T(x) + (1 - a) * Act(x), i.e. the weighted form, so validation during
+    the transition phase is deterministic.
+    """
+
+    variant = "stochastic"
+
+    def __init__(self, act: str = "gelu", target: str = "relu", swish_beta: float = 1.0,
+                 granularity: str = "element"):
+        super().__init__(act, target, swish_beta)
+        if granularity not in GRANULARITIES:
+            from ..errors import unknown_name
+
+            raise unknown_name("granularity", granularity, GRANULARITIES)
+        self.granularity = granularity
+
+    def _mask_shape(self, x: Tensor) -> tuple[int, ...]:
+        if self.granularity == "element":
+            return tuple(x.shape)
+        if self.granularity == "channel" and x.dim() >= 2:
+            return (x.shape[0], x.shape[1]) + (1,) * (x.dim() - 2)
+        return (1,) * x.dim()
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training:
+            return ensemble(x, self._alpha_value, self.act, self.target)
+        mask = torch.rand(self._mask_shape(x), device=x.device) < self._alpha_value
+        return ensemble(x, mask, self.act, self.target)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", granularity={self.granularity}"
+
+
+VARIANTS = {"weighted": WeightedEnsemble, "stochastic": StochasticEnsemble}

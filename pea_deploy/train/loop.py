@@ -1,0 +1,274 @@
+"""The training run behind `pea-train`: recipe -> net -> PEA convert -> train -> checkpoints.
+
+`train(recipe)` is the whole run; a user with their own loop needs only `pea_deploy.pea`.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..data import Normalize, augment, epoch_generator, iterate, load_dataset, steps_per_epoch
+from ..data.images import DatasetSplits
+from ..errors import CheckpointError, ConfigError, TrainingDiverged
+from ..nets import build_net
+from ..pea import AlphaSchedule, AlphaScheduler, alphas, convert, replace_relus_with_act
+from .checkpoint import load_checkpoint, save_checkpoint
+from .history import plot_history, write_json, write_metrics_csv
+from .optim import LRSchedule, build_optimizer
+from .recipe import Recipe
+
+# Fields that may differ between a run and its resumption: they do not change the result.
+RESUMABLE_CHANGES = {"train.device", "train.out"}
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} asked for, but CUDA is not available here")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"unknown device {name!r}; use cpu, cuda, cuda:N or auto") from None
+
+
+def build_model(recipe: Recipe, num_classes: int, in_channels: int) -> nn.Module:
+    """The recipe's network in its training form: PEA ensembles, plain ReLU, or the Act upper limit."""
+    m, p = recipe.model, recipe.pea
+    options = {"width": m.width, "stem": m.stem}
+    if m.dropout is not None:
+        options["dropout"] = m.dropout
+    if m.relu6:
+        options["relu6"] = True
+    net = build_net(m.name, num_classes, in_channels, **options)
+    if p.mode == "pea":
+        convert(net, act=p.act, variant=p.variant, target=p.target, swish_beta=p.swish_beta,
+                granularity=p.granularity)
+    elif p.mode == "act":
+        replace_relus_with_act(net, p.act, swish_beta=p.swish_beta)
+    return net
+
+
+def load_data(recipe: Recipe) -> DatasetSplits:
+    d = recipe.data
+    return load_dataset(d.name, data_dir=d.dir, val_fraction=d.val_fraction, split_seed=d.split_seed,
+                        image_size=d.image_size, channels=d.channels)
+
+
+@dataclass
+class RunPaths:
+    root: Path
+
+    @property
+    def last(self) -> Path:
+        return self.root / "checkpoints" / "last.pt"
+
+    @property
+    def best(self) -> Path:
+        return self.root / "checkpoints" / "best.pt"
+
+
+def _diff_recipes(a: dict, b: dict, prefix: str = "") -> list[str]:
+    keys = []
+    for k in sorted(set(a) | set(b)):
+        va, vb = a.get(k), b.get(k)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            keys += _diff_recipes(va, vb, f"{prefix}{k}.")
+        elif va != vb:
+            keys.append(f"{prefix}{k}")
+    return keys
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data, normalize: Normalize, device: torch.device,
+             batch_size: int = 256) -> tuple[float, float]:
+    """(mean cross-entropy, top-1 %) of `model` in eval mode on `data`."""
+    model.eval()
+    loss_sum, correct, n = 0.0, 0, 0
+    for images, labels in iterate(data, batch_size, shuffle=False):
+        x = normalize(images.to(device))
+        y = labels.to(device)
+        logits = model(x)
+        loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
+        correct += (logits.argmax(1) == y).sum().item()
+        n += len(y)
+    return loss_sum / n, 100.0 * correct / n
+
+
+class Trainer:
+    """One run: owns the model, optimizer, schedules and run directory; `fit()` trains to the end."""
+
+    def __init__(self, recipe: Recipe, out: str | Path | None = None, *, resume: bool = False,
+                 progress: bool | None = None, log=None):
+        self.recipe = recipe
+        self.paths = RunPaths(Path(out or recipe.train.out or f"runs/{recipe.name}"))
+        self.progress = sys.stderr.isatty() if progress is None else progress
+        self.log = log or (lambda msg: print(msg, file=sys.stderr))
+        self.device = resolve_device(recipe.train.device)
+        torch.manual_seed(recipe.train.seed)
+        self.data = load_data(recipe)
+        self.normalize = Normalize(self.data.mean, self.data.std)
+        self.model = build_model(recipe, self.data.num_classes, self.data.channels).to(self.device)
+        self.steps_per_epoch = steps_per_epoch(len(self.data.train), recipe.data.batch_size)
+        self.optimizer = build_optimizer(self.model, recipe.optim)
+        self.lr_schedule = LRSchedule.from_config(recipe.optim, self.steps_per_epoch, recipe.train.epochs)
+        p = recipe.pea
+        self.alpha_schedule = AlphaSchedule.from_epochs(p.initial_epochs, p.transition_end,
+                                                        self.steps_per_epoch, p.ramp)
+        self.alpha_scheduler = AlphaScheduler(self.model, self.alpha_schedule) if p.mode == "pea" else None
+        self.epoch, self.global_step, self.history = 0, 0, []
+        self.best: dict = {}
+        self.wall_time = 0.0
+        if resume:
+            self._resume()
+
+    # -- state -------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        rng = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        return {
+            "recipe": self.recipe.to_dict(), "dataset": self.data.describe(), "epoch": self.epoch,
+            "global_step": self.global_step, "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "alpha_scheduler": self.alpha_scheduler.state_dict() if self.alpha_scheduler else None,
+            "alpha_schedule": self.alpha_schedule.to_dict(), "steps_per_epoch": self.steps_per_epoch,
+            "rng": rng, "history": self.history, "best": self.best, "wall_time_s": self.wall_time,
+        }
+
+    def _resume(self) -> None:
+        if not self.paths.last.exists():
+            raise CheckpointError(f"cannot resume: {self.paths.last} does not exist")
+        state = load_checkpoint(self.paths.last, map_location=self.device)
+        changed = [k for k in _diff_recipes(state["recipe"], self.recipe.to_dict())
+                   if k not in RESUMABLE_CHANGES]
+        if changed:
+            raise ConfigError(f"cannot resume {self.paths.root}: recipe differs from the run's in "
+                              f"{', '.join(changed)}")
+        try:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as e:
+            raise CheckpointError(f"{self.paths.last} does not match the recipe's model: "
+                                  f"{str(e).splitlines()[0]}") from None
+        self.epoch, self.global_step = int(state["epoch"]), int(state["global_step"])
+        self.history, self.best = list(state.get("history", [])), dict(state.get("best", {}))
+        self.wall_time = float(state.get("wall_time_s", 0.0))
+        if self.alpha_scheduler and state.get("alpha_scheduler"):
+            self.alpha_scheduler.load_state_dict(state["alpha_scheduler"])
+        torch.set_rng_state(state["rng"]["torch"].cpu())
+        if "cuda" in state["rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        self.log(f"resumed {self.paths.root} at epoch {self.epoch} (step {self.global_step})")
+
+    # -- training ------------------------------------------------------------------------------
+    def _train_epoch(self) -> dict:
+        from tqdm import tqdm
+
+        r = self.recipe
+        self.model.train()
+        gen = epoch_generator(r.train.seed, self.epoch)
+        pad = r.data.crop_padding if r.data.crop_padding is not None else max(1, self.data.image_size // 8)
+        batches = iterate(self.data.train, r.data.batch_size, shuffle=True, gen=gen, drop_last=True,
+                          workers=r.data.workers)
+        bar = tqdm(batches, total=self.steps_per_epoch, disable=not self.progress, leave=False,
+                   desc=f"epoch {self.epoch + 1}/{r.train.epochs}", file=sys.stderr, dynamic_ncols=True)
+        loss_sum, correct, n, lr, alpha = 0.0, 0, 0, 0.0, 1.0
+        for images, labels in bar:
+            x = self.normalize(augment(images, tuple(r.data.augment), pad, gen).to(self.device))
+            y = labels.to(self.device)
+            if self.alpha_scheduler:
+                alpha = self.alpha_scheduler.step()
+            lr = self.lr_schedule.apply(self.optimizer, self.global_step)
+            logits = self.model(x)
+            loss = F.cross_entropy(logits, y, label_smoothing=r.optim.label_smoothing)
+            if not math.isfinite(loss.item()):
+                raise TrainingDiverged(
+                    f"loss became {loss.item()} at step {self.global_step} (epoch {self.epoch + 1}, "
+                    f"alpha {alpha:.4f}, lr {lr:.4g}); last good checkpoint kept: {self.paths.last}")
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            self.global_step += 1
+            loss_sum += loss.item() * len(y)
+            correct += (logits.argmax(1) == y).sum().item()
+            n += len(y)
+            bar.set_postfix(loss=f"{loss_sum / n:.3f}", acc=f"{100 * correct / n:.1f}", alpha=f"{alpha:.3f}")
+        bar.close()
+        return {"lr": lr, "train_loss": loss_sum / max(n, 1), "train_top1": 100.0 * correct / max(n, 1)}
+
+    def fit(self, until_epoch: int | None = None) -> dict:
+        """Train to the recipe's last epoch, or stop after `until_epoch` (a resumable pause, e.g.
+        for a time-limited job); returns the summary."""
+        r = self.recipe
+        stop = r.train.epochs if until_epoch is None else min(until_epoch, r.train.epochs)
+        while self.epoch < stop:
+            t0 = time.perf_counter()
+            stats = self._train_epoch()
+            self.epoch += 1
+            alpha = self.alpha_scheduler.apply() if self.alpha_scheduler else 1.0
+            val_loss, val_top1 = evaluate(self.model, self.data.val, self.normalize, self.device,
+                                          r.train.eval_batch_size)
+            dt = time.perf_counter() - t0
+            self.wall_time += dt
+            row = {"epoch": self.epoch, "step": self.global_step, "alpha": round(alpha, 6),
+                   "lr": stats["lr"], "train_loss": round(stats["train_loss"], 5),
+                   "train_top1": round(stats["train_top1"], 3), "val_loss": round(val_loss, 5),
+                   "val_top1": round(val_top1, 3), "epoch_time_s": round(dt, 3)}
+            self.history.append(row)
+            relu_only = r.pea.mode != "act" and alpha == 1.0
+            if relu_only and val_top1 > self.best.get("val_top1", -1.0):
+                self.best = {"epoch": self.epoch, "val_top1": val_top1}
+                save_checkpoint(self.paths.best, self.state_dict())
+            save_checkpoint(self.paths.last, self.state_dict())
+            write_metrics_csv(self.paths.root / "metrics.csv", self.history)
+            self.log(f"epoch {self.epoch}/{r.train.epochs}  alpha {alpha:.4f}  lr {stats['lr']:.4g}  "
+                     f"train {stats['train_top1']:.2f}%  val {val_top1:.2f}%  ({dt:.1f}s)")
+        return self.finish()
+
+    def finish(self) -> dict:
+        r = self.recipe
+        if self.history:
+            plot_history(self.paths.root / "history.png", self.history,
+                         f"{r.name}: {r.model.name} on {r.data.name}, mode={r.pea.mode}")
+        final_alphas = alphas(self.model)
+        summary = {
+            "recipe_name": r.name, "mode": r.pea.mode, "epochs": self.epoch, "steps": self.global_step,
+            "final_val_top1": self.history[-1]["val_top1"] if self.history else None,
+            "best_val_top1": max((h["val_top1"] for h in self.history), default=None),
+            "best_relu_only": self.best or None,
+            "final_alphas": final_alphas,
+            "all_alphas_one": all(a == 1.0 for a in final_alphas.values()),
+            "wall_time_s": round(self.wall_time, 2), "device": str(self.device),
+            "batch_size": r.data.batch_size, "steps_per_epoch": self.steps_per_epoch,
+            "alpha_schedule": self.alpha_schedule.to_dict() if r.pea.mode == "pea" else None,
+            "dataset": self.data.describe(), "checkpoint": str(self.paths.last),
+            "recipe": r.to_dict(),
+        }
+        write_json(self.paths.root / "summary.json", summary)
+        return summary
+
+
+def train(recipe: Recipe, out: str | Path | None = None, *, resume: bool = False,
+          progress: bool | None = None, log=None) -> dict:
+    """Train `recipe` into run directory `out` (resume from its last checkpoint if asked); return
+    the summary that is also written to `out/summary.json`."""
+    return Trainer(recipe, out, resume=resume, progress=progress, log=log).fit()
+
+
+def resume(run_dir: str | Path, *, device: str | None = None, progress: bool | None = None,
+           log=None) -> dict:
+    """Continue the run in `run_dir` from its last checkpoint, with the run's own recipe."""
+    state = load_checkpoint(run_dir)
+    recipe = Recipe.from_dict(state["recipe"], source=f"{run_dir} checkpoint")
+    if device:
+        recipe = recipe.with_overrides({"train.device": device})
+    return Trainer(recipe, run_dir, resume=True, progress=progress, log=log).fit()

@@ -1,0 +1,228 @@
+"""Training recipes: a typed, self-validating description of one training run.
+
+A recipe is a TOML file with the sections below (every key optional; see models/*.toml). The same
+dataclasses give `pea-train` its flags, so every flag is a recipe field and nothing else.
+"""
+
+from __future__ import annotations
+
+import difflib
+import tomllib
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError, unknown_name
+
+
+def _f(default, help: str, flag: str | None = None, choices: tuple | None = None):
+    """A recipe field with the metadata the CLI turns into a flag."""
+    meta = {"help": help, "flag": flag, "choices": choices}
+    if isinstance(default, list):
+        return field(default_factory=lambda d=default: list(d), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class ModelConfig:
+    name: str = _f("resnet18", "architecture", "model",
+                   ("resnet18", "resnet50", "mobilenet-v1", "alexnet-bn", "erfnet"))
+    width: float = _f(1.0, "channel width multiplier (MobileNet: 0.25 .. 1.0)")
+    stem: str = _f("imagenet", "input stem: imagenet (7x7/2 + pool) or small (3x3/1)", None,
+                   ("imagenet", "small"))
+    dropout: float | None = _f(None, "dropout before the classifier (default: the net's own)")
+    relu6: bool = _f(False, "MobileNet: ReLU6 instead of ReLU")
+
+
+@dataclass
+class DataConfig:
+    name: str = _f("digits", "dataset", "dataset",
+                   ("digits", "fashion-mnist", "image-folder", "cifar10", "cifar100"))
+    dir: str | None = _f(None, "data directory (image-folder, cifar*, or a Fashion-MNIST copy)", "data-dir")
+    image_size: int = _f(32, "image-folder: resize images to this size")
+    channels: int = _f(3, "image-folder: 1 (grey) or 3 (RGB)")
+    val_fraction: float = _f(0.2, "share held out for validation when the data has no split")
+    split_seed: int = _f(0, "seed of that split (fixed, so every run sees the same val set)")
+    augment: list = _f(["crop"], "training augmentations, comma-separated: crop, flip")
+    crop_padding: int | None = _f(None, "zero padding before the random crop (default: size / 8)")
+    batch_size: int = _f(64, "training batch size")
+    workers: int = _f(0, "loader processes for file-backed datasets")
+
+
+@dataclass
+class PEAConfig:
+    mode: str = _f("pea", "pea (ensembles), relu (baseline, --no-pea) or act (upper limit)", None,
+                   ("pea", "relu", "act"))
+    act: str = _f("gelu", "smooth activation in the ensemble", None, ("gelu", "swish", "silu", "mish", "elu"))
+    variant: str = _f("weighted", "ensemble variant", None, ("weighted", "stochastic"))
+    target: str = _f("relu", "deploy activation", None, ("relu", "relu6"))
+    granularity: str = _f("element", "stochastic: one draw per element, channel or tensor", None,
+                          ("element", "channel", "tensor"))
+    swish_beta: float = _f(1.0, "beta of swish (1 = SiLU)")
+    initial_epochs: float = _f(5.0, "epochs with alpha = 0 (the transition starts after them)")
+    transition_end: float = _f(90.0, "epoch at which alpha reaches 1 (final phase from here)")
+    ramp: str = _f("linear", "transition shape: linear (Eq. 2) or cosine", None, ("linear", "cosine"))
+
+
+@dataclass
+class OptimConfig:
+    optimizer: str = _f("sgd", "optimizer", None, ("sgd", "adamw", "radam"))
+    lr: float = _f(0.1, "peak learning rate")
+    momentum: float = _f(0.9, "SGD momentum")
+    nesterov: bool = _f(False, "SGD Nesterov momentum")
+    weight_decay: float = _f(1e-4, "weight decay")
+    no_decay: list = _f([], "exempt from weight decay, comma-separated: bn, bias, depthwise")
+    label_smoothing: float = _f(0.0, "label smoothing")
+    lr_schedule: str = _f("step", "step (piecewise, x lr_gamma at lr_steps), cosine or constant", None,
+                          ("step", "cosine", "constant"))
+    warmup_epochs: float = _f(0.0, "linear warm-up epochs")
+    lr_steps: list = _f([], "epochs at which a step schedule multiplies lr by lr_gamma")
+    lr_gamma: float = _f(0.1, "step schedule factor")
+    min_lr: float = _f(0.0, "cosine schedule floor")
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = _f(120, "total epochs")
+    seed: int = _f(0, "seed of init, data order, augmentation and stochastic masks")
+    device: str = _f("auto", "cpu, cuda, cuda:N or auto")
+    out: str | None = _f(None, "run directory (default: runs/RECIPE_NAME)")
+    eval_batch_size: int = _f(256, "batch size for validation")
+
+
+SECTIONS = {"model": ModelConfig, "data": DataConfig, "pea": PEAConfig, "optim": OptimConfig,
+            "train": TrainConfig}
+
+
+@dataclass
+class Recipe:
+    name: str = "custom"
+    description: str = ""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    pea: PEAConfig = field(default_factory=PEAConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self):
+        for section, cls in SECTIONS.items():
+            cfg = getattr(self, section)
+            for f in fields(cls):
+                _check_value(f"{section}.{f.name}", getattr(cfg, f.name), f)
+        p, t, o = self.pea, self.train, self.optim
+        if t.epochs <= 0:
+            raise ConfigError(f"train.epochs must be positive, got {t.epochs}")
+        if p.mode == "pea" and not 0 <= p.initial_epochs <= p.transition_end <= t.epochs:
+            raise ConfigError(
+                f"PEA phases need 0 <= initial_epochs <= transition_end <= epochs, got "
+                f"{p.initial_epochs}, {p.transition_end}, {t.epochs}: the final phase must exist "
+                f"so the trained net is ReLU-only")
+        for s in o.lr_steps:
+            if not isinstance(s, (int, float)) or not 0 < s < t.epochs:
+                raise ConfigError(f"optim.lr_steps must be epochs in (0, {t.epochs}), got {o.lr_steps}")
+        for n in o.no_decay:
+            if n not in ("bn", "bias", "depthwise"):
+                raise unknown_name("optim.no_decay entry", n, ("bn", "bias", "depthwise"))
+        for n in self.data.augment:
+            if n not in ("crop", "flip"):
+                raise unknown_name("data.augment entry", n, ("crop", "flip"))
+        if self.data.batch_size <= 0 or o.lr <= 0:
+            raise ConfigError("data.batch_size and optim.lr must be positive")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict, source: str = "recipe") -> "Recipe":
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{source}: a recipe must be a table of sections")
+        top = {"name", "description", *SECTIONS}
+        kwargs: dict[str, Any] = {}
+        for key, value in raw.items():
+            if key not in top:
+                raise ConfigError(f"{source}: unknown key {key!r}{_did_you_mean(key, top)}")
+            if key in SECTIONS:
+                kwargs[key] = _section(SECTIONS[key], value, f"{source}: [{key}]")
+            else:
+                kwargs[key] = value
+        return cls(**kwargs)
+
+    def with_overrides(self, overrides: dict[str, Any]) -> "Recipe":
+        """A copy with `{"section.key": value}` fields replaced (None values are ignored)."""
+        changes: dict[str, dict] = {}
+        for dotted, value in overrides.items():
+            if value is None:
+                continue
+            section, key = dotted.split(".", 1)
+            changes.setdefault(section, {})[key] = value
+        sections = {s: replace(getattr(self, s), **kv) for s, kv in changes.items()}
+        return Recipe(self.name, self.description, **{**{s: getattr(self, s) for s in SECTIONS}, **sections})
+
+
+def _did_you_mean(key: str, valid) -> str:
+    close = difflib.get_close_matches(key, sorted(valid), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else f"; valid: {', '.join(sorted(valid))}"
+
+
+def _section(cls: type, raw: Any, where: str):
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where} must be a table")
+    names = {f.name for f in fields(cls)}
+    for key in raw:
+        if key not in names:
+            raise ConfigError(f"{where} unknown key {key!r}{_did_you_mean(key, names)}")
+    return cls(**raw)
+
+
+def _check_value(where: str, value: Any, f) -> None:
+    default = f.default if f.default is not MISSING else f.default_factory()
+    choices = f.metadata.get("choices")
+    if value is None:
+        if default is None:
+            return
+        raise ConfigError(f"{where} must not be empty")
+    expected = type(default) if default is not None else None
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return
+    if expected is not None and not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+        raise ConfigError(f"{where} must be {expected.__name__}, got {value!r}")
+    if choices and value not in choices:
+        raise unknown_name(where, value, choices)
+
+
+def builtin_recipes() -> dict[str, Path]:
+    """Recipes shipped in the package (the repository's models/ folder), by name."""
+    try:  # installed wheel: models/ ships as pea_deploy/models
+        root = Path(str(resources.files("pea_deploy.models")))
+    except ModuleNotFoundError:  # source checkout
+        root = Path(__file__).resolve().parents[2] / "models"
+    return {p.stem: p for p in sorted(root.glob("*.toml"))}
+
+
+DEFAULT_RECIPE = "digits-resnet18-pea-gelu"
+
+
+def load_recipe(path_or_name: str | Path | None = None) -> Recipe:
+    """Load a recipe file, or a built-in recipe by name (default: the embedded default)."""
+    ref = str(path_or_name or DEFAULT_RECIPE)
+    path = Path(ref)
+    if not path.exists():
+        builtins = builtin_recipes()
+        if ref in builtins:
+            path = builtins[ref]
+        elif ref.endswith(".toml") or "/" in ref:
+            raise ConfigError(f"recipe file {ref} does not exist")
+        else:
+            raise unknown_name("recipe", ref, builtins)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot read recipe {path}: {e}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"recipe {path} is not valid TOML: {e}") from None
+    raw.setdefault("name", path.stem)
+    try:
+        return Recipe.from_dict(raw, source=str(path))
+    except TypeError as e:
+        raise ConfigError(f"recipe {path}: {e}") from None

@@ -1,0 +1,85 @@
+import csv
+import json
+
+import pytest
+import torch
+
+from pea_deploy.errors import CheckpointError, ConfigError
+from pea_deploy.train import Recipe, Trainer, load_checkpoint, load_recipe, resume, train
+
+
+def test_default_recipe_run_writes_everything_and_ends_relu_only(tiny_recipe, tmp_path):
+    summary = train(tiny_recipe, tmp_path, progress=False)
+    assert summary["all_alphas_one"] and set(summary["final_alphas"].values()) == {1.0}
+    for name in ("metrics.csv", "history.png", "summary.json", "checkpoints/last.pt", "checkpoints/best.pt"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    rows = list(csv.DictReader(open(tmp_path / "metrics.csv")))
+    assert [float(r["alpha"]) for r in rows] == [0.0, 1.0, 1.0]
+    assert json.loads((tmp_path / "summary.json").read_text())["epochs"] == 3
+    ckpt = load_checkpoint(tmp_path)
+    assert ckpt["epoch"] == 3 and ckpt["recipe"]["pea"]["act"] == "gelu"
+    assert all(float(v) == 1.0 for k, v in ckpt["model"].items() if k.endswith("alpha"))
+    assert not list(tmp_path.rglob("*.tmp")), "no temporary files left behind"
+
+
+@pytest.mark.parametrize("variant", ["weighted", "stochastic"])
+def test_resume_is_bit_identical(tiny_recipe, tmp_path, variant):
+    recipe = tiny_recipe.with_overrides({"train.epochs": 4, "pea.transition_end": 3,
+                                         "pea.variant": variant, "model.dropout": 0.2})
+    full = tmp_path / "full"
+    train(recipe, full, progress=False)
+    part = tmp_path / "part"
+    Trainer(recipe, part, progress=False).fit(until_epoch=2)  # stops after epoch 2, as a killed run
+    assert load_checkpoint(part)["epoch"] == 2
+    torch.manual_seed(12345)  # a new process would start from another RNG state
+    resume(part, progress=False)
+    a = load_checkpoint(full)["model"]
+    b = load_checkpoint(part)["model"]
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert load_checkpoint(full)["history"][-1]["val_top1"] == load_checkpoint(part)["history"][-1]["val_top1"]
+
+
+def test_baseline_and_upper_limit_modes(tiny_recipe, tmp_path):
+    base = train(tiny_recipe.with_overrides({"pea.mode": "relu"}), tmp_path / "b", progress=False)
+    assert base["final_alphas"] == {} and base["best_relu_only"]
+    upper = train(tiny_recipe.with_overrides({"pea.mode": "act"}), tmp_path / "u", progress=False)
+    assert upper["best_relu_only"] is None  # an Act-only net is never ReLU-only
+    state = load_checkpoint(tmp_path / "u")["model"]
+    assert not any(k.endswith("alpha") for k in state)
+
+
+def test_recipe_validation():
+    with pytest.raises(ConfigError, match="did you mean 'lr'"):
+        Recipe.from_dict({"optim": {"lrr": 0.1}})
+    with pytest.raises(ConfigError, match="unknown key 'modle'"):
+        Recipe.from_dict({"modle": {}})
+    with pytest.raises(ConfigError, match="did you mean 'mish'"):
+        Recipe.from_dict({"pea": {"act": "mesh"}})
+    with pytest.raises(ConfigError, match="final phase"):
+        Recipe.from_dict({"pea": {"transition_end": 130}, "train": {"epochs": 120}})
+    with pytest.raises(ConfigError, match="must be float"):
+        Recipe.from_dict({"optim": {"lr": "fast"}})
+
+
+def test_builtin_recipes_all_load():
+    from pea_deploy.train import builtin_recipes
+
+    names = builtin_recipes()
+    assert "digits-resnet18-pea-gelu" in names
+    for name in names:
+        load_recipe(name)
+
+
+def test_checkpoint_errors(tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"\x00garbage" * 10)
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        load_checkpoint(bad)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"state_dict": {}}, foreign)
+    with pytest.raises(CheckpointError, match="not a pea-deploy checkpoint"):
+        load_checkpoint(foreign)
+    with pytest.raises(CheckpointError, match="not a run directory"):
+        load_checkpoint(tmp_path)
