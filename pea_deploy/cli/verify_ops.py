@@ -1,0 +1,64 @@
+"""`pea-verify-ops --target PROFILE MODEL...`: a thin layer over `pea_deploy.verify`.
+
+Exit 0: every model passes. 1: a violation. 2: usage error, bad profile or an unreadable model
+(the other models are still checked and reported).
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+
+import click
+
+from .errors import handle_errors, one_line
+
+PROG = "pea-verify-ops"
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.argument("models", nargs=-1, type=click.Path(dir_okay=True))
+@click.option("--target", help="built-in profile name (see --list-targets)")
+@click.option("--profile", "profile_file", type=click.Path(dir_okay=False),
+              help="your own profile TOML file (same schema as the built-in ones)")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "junit", "sarif"]), default="text",
+              show_default=True, help="report format")
+@click.option("--output", type=click.Path(dir_okay=False),
+              help="write the report to this file (atomically) instead of stdout")
+@click.option("--list-targets", is_flag=True, help="print the built-in profiles and exit")
+@handle_errors(PROG)
+def main(models, target, profile_file, fmt, output, list_targets):
+    """Check ONNX/TFLite MODELs against an accelerator profile: only ReLU/ReLU6 activations (also
+    when decomposed: Erf-GELU, Sigmoid*x, Softplus-Tanh-Mish), only the ops, dtypes and shapes the
+    target runs."""
+    from ..errors import ConfigError
+    from ..verify import builtin_profiles, exit_code, load_profile, load_profile_file, verify_models
+    from ..verify.report import FORMATS, to_text
+
+    if list_targets:
+        for name, path in builtin_profiles().items():
+            p = load_profile_file(path)
+            click.echo(f"{p.name:12s} {p.description}\n{'':12s} based on: {p.based_on}")
+        return
+    if bool(target) == bool(profile_file):
+        raise ConfigError("give exactly one of --target NAME or --profile FILE")
+    if not models:
+        raise ConfigError("no MODEL given")
+    profile = load_profile(target) if target else load_profile_file(profile_file)
+    reports = verify_models(models, profile)
+    for r in reports:
+        if r.verdict == "ERROR":
+            click.echo(f"{PROG}: error: {r.path}: {one_line(r.error)}", err=True)
+    command = " ".join(shlex.quote(a) for a in [PROG, *sys.argv[1:]])
+    text = to_text(reports, profile, command) if fmt == "text" else FORMATS[fmt](reports, profile)
+    if output:
+        from ..atomic import write_text
+
+        try:
+            write_text(output, text)
+        except OSError as e:
+            raise ConfigError(f"cannot write report {output}: {e.strerror}") from None
+        click.echo(to_text(reports, profile, command).splitlines()[-1])
+    else:
+        click.echo(text, nl=False)
+    sys.exit(exit_code(reports))

@@ -1,0 +1,60 @@
+"""A format-neutral view of a model graph: what the rules read, whether it came from ONNX or TFLite."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+class UnreadableModel(Exception):
+    """The file is missing, neither ONNX nor TFLite, truncated or corrupt (reported, exit 2)."""
+
+
+@dataclass
+class Node:
+    index: int
+    name: str
+    op: str                          # ONNX op_type, or the TFLite builtin name (CUSTOM:..., FLEX:...)
+    inputs: list[str]
+    outputs: list[str]
+    graph: str = "main"              # subgraph / nested-graph path
+    fused_activation: str | None = None   # TFLite only: NONE, RELU, RELU6, TANH, ...
+    attrs: dict = field(default_factory=dict)  # what the rules need: kernel, strides, clip bounds ...
+
+    @property
+    def label(self) -> str:
+        where = "" if self.graph == "main" else f"{self.graph}/"
+        return f"{where}#{self.index} {self.name}" if self.name else f"{where}#{self.index}"
+
+
+@dataclass
+class Tensor:
+    name: str
+    dtype: str                       # float32, int8, uint8, int32, ...
+    shape: list | None               # ints; a str or None entry is a dynamic dimension
+    is_constant: bool = False
+
+
+@dataclass
+class Graph:
+    path: str
+    format: str                      # "onnx" or "tflite"
+    nodes: list[Node]
+    tensors: dict[str, Tensor]
+    inputs: list[str]
+    outputs: list[str]
+    opset: int | None = None
+    producers: dict[str, Node] = field(default_factory=dict)
+    consumers: dict[str, list[Node]] = field(default_factory=dict)
+
+    def __post_init__(self):
+        for node in self.nodes:
+            for t in node.outputs:
+                self.producers[(node.graph, t)] = node
+            for t in node.inputs:
+                self.consumers.setdefault((node.graph, t), []).append(node)
+
+    def producer(self, node: Node, tensor: str) -> Node | None:
+        return self.producers.get((node.graph, tensor))
+
+    def consumers_of(self, node: Node, tensor: str) -> list[Node]:
+        return self.consumers.get((node.graph, tensor), [])

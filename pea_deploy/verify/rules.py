@@ -1,0 +1,216 @@
+"""The hardware rules. Each rule is a small function whose docstring is the user-facing rule text;
+it returns (reason_code, message) pairs for one node, or for the model as a whole."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .graph import Graph, Node
+from .ops import ACTIVATION_OPS, ONNX_QDQ, ONNX_STRUCTURAL
+from .patterns import hint_for, likely_activation
+from .profile import Profile
+
+_INF = 3.0e38
+
+
+@dataclass
+class Violation:
+    node_index: int | None
+    node_name: str
+    graph: str
+    op: str
+    fused_activation: str | None
+    reason_code: str
+    rule: str
+    message: str
+    likely: str | None = None
+    hint: str = ""
+
+    @property
+    def where(self) -> str:
+        if self.node_index is None:
+            return self.node_name
+        prefix = "" if self.graph == "main" else f"{self.graph}/"
+        return f"{prefix}#{self.node_index} {self.node_name}".rstrip()
+
+
+def _clip_kind(bounds) -> str | None:
+    lo, hi = bounds if bounds else (None, None)
+    if isinstance(lo, str) or isinstance(hi, str):
+        return None  # bounds computed at run time: cannot prove it is a ReLU
+    lo = -_INF if lo is None else lo
+    hi = _INF if hi is None else hi
+    if lo == 0 and hi == 6:
+        return "relu6"
+    if lo == 0 and hi >= _INF * 0.99:
+        return "relu"
+    return None
+
+
+def rule_activation(g: Graph, node: Node, p: Profile):
+    """Only ReLU and the ReLU6 the target runs are allowed as activations (Clip only as min 0 /
+    max 6 or min 0 / no max)."""
+    if node.op not in ACTIVATION_OPS[g.format]:
+        return []
+    kind = {"Relu": "relu", "RELU": "relu", "RELU6": "relu6"}.get(node.op)
+    if node.op == "Clip":
+        kind = _clip_kind(node.attrs.get("clip"))
+        if kind is None:
+            lo, hi = node.attrs.get("clip", (None, None))
+            return [("activation.clip", f"Clip(min={lo}, max={hi}) is neither ReLU (0, none) nor ReLU6 (0, 6)")]
+    if kind is not None:
+        if kind in p.activations:
+            return []
+        return [(f"activation.{kind}", f"{kind.upper()} is not run by {p.name} (it runs {', '.join(sorted(p.activations))})")]
+    return [("activation.not_relu", f"activation {node.op} is not ReLU/ReLU6")]
+
+
+def rule_fused_activation(g: Graph, node: Node, p: Profile):
+    """A fused activation (TFLite) must be NONE or a ReLU/ReLU6 the target runs."""
+    fused = node.fused_activation
+    if fused in (None, "NONE"):
+        return []
+    kind = {"RELU": "relu", "RELU6": "relu6"}.get(fused)
+    if kind in p.activations:
+        return []
+    return [("activation.fused", f"fused activation {fused} on {node.op} is not allowed by {p.name}")]
+
+
+def rule_supported_op(g: Graph, node: Node, p: Profile):
+    """Every op must be in the target's op list (no CUSTOM or Flex ops: they run on the CPU)."""
+    if node.op in ACTIVATION_OPS[g.format]:
+        return []
+    if node.op.startswith(("CUSTOM:", "FLEX:")):
+        return [("op.custom", f"{node.op} is a custom/Flex op: no accelerator runs it")]
+    rules = p.rules_for(g.format)
+    if node.op in rules.ops or node.op in rules.output_only or (g.format == "onnx" and node.op in ONNX_STRUCTURAL):
+        return []
+    return [("op.unsupported", f"{node.op} is not supported by {p.name}")]
+
+
+def _feeds_output(g: Graph, node: Node, hops: int = 4) -> bool:
+    """True when `node` produces a model output, directly or through Q/DQ/Reshape-like ops."""
+    outputs = set(g.outputs)
+    frontier = [node]
+    for _ in range(hops):
+        nxt = []
+        for n in frontier:
+            if any(o in outputs for o in n.outputs):
+                return True
+            for o in n.outputs:
+                nxt += [c for c in g.consumers_of(n, o) if c.op in (
+                    "QuantizeLinear", "DequantizeLinear", "Reshape", "Identity", "QUANTIZE", "DEQUANTIZE", "RESHAPE")]
+        frontier = nxt
+    return False
+
+
+def rule_output_only(g: Graph, node: Node, p: Profile):
+    """Ops the target runs only at the graph's output (e.g. Softmax) must produce a model output."""
+    if node.op in p.rules_for(g.format).output_only and node.graph == "main" and not _feeds_output(g, node):
+        return [("op.not_at_output", f"{node.op} is allowed only at the model's output")]
+    return []
+
+
+def _hw(node: Node, key: str) -> list[int]:
+    v = node.attrs.get(key)
+    if isinstance(v, (list, tuple)):
+        return [int(x) for x in v]
+    extra = node.attrs.get(f"{key}_h")
+    return [int(v)] + ([int(extra)] if extra is not None else []) if v is not None else []
+
+
+def rule_limits(g: Graph, node: Node, p: Profile):
+    """Kernel size, stride, dilation and depthwise multiplier must be within the target's limits."""
+    limits = p.rules_for(g.format).limits.get(node.op)
+    if not limits:
+        return []
+    w = node.attrs.get("weight_shape") or []
+    if g.format == "onnx":
+        kernel = list(node.attrs.get("kernel_shape") or ([d for d in w[2:] if isinstance(d, int)] if len(w) > 2 else []))
+        stride, dil = _hw(node, "strides"), _hw(node, "dilations")
+        group = int(node.attrs.get("group", 1))
+        mult = (w[0] // group) if group > 1 and len(w) > 1 and w[1] == 1 and isinstance(w[0], int) else 1
+    else:
+        kernel = [d for d in (w[1:3] if len(w) == 4 else []) if isinstance(d, int)] or _hw(node, "filter")
+        stride, dil = _hw(node, "stride"), _hw(node, "dilation")
+        mult = int(node.attrs.get("depth_multiplier", 1) or 1)
+    found = []
+    for key, values, what in (("max_kernel", kernel, "kernel"), ("max_stride", stride, "stride"),
+                              ("max_dilation", dil, "dilation"), ("max_depth_multiplier", [mult], "depth multiplier")):
+        if key in limits and values and max(values) > limits[key]:
+            found.append((f"limit.{what.replace(' ', '_')}", f"{node.op} {what} {values} exceeds {p.name}'s limit {limits[key]}"))
+    return found
+
+
+_INT_TYPES = {"int8", "uint8"}
+_SHAPE_OPS = {"Reshape", "Squeeze", "Unsqueeze", "Flatten", "Pad", "Resize", "Constant", "Identity"}
+
+
+def rule_int8(g: Graph, node: Node, p: Profile):
+    """Int8 targets: every tensor an op reads or writes is 8-bit integer (int32 bias constants
+    allowed); an ONNX op must sit between DequantizeLinear and QuantizeLinear (QDQ)."""
+    if not p.int8:
+        return []
+    if g.format == "tflite":
+        if node.op == "DEQUANTIZE":
+            return [("int8.float_compute", "DEQUANTIZE produces float tensors inside the model")]
+        bad = []
+        for t in node.inputs + node.outputs:
+            ten = g.tensors.get(t)
+            if ten is None or ten.dtype in _INT_TYPES or (ten.is_constant and ten.dtype in ("int32", "int64")):
+                continue
+            bad.append(f"{ten.name or t} ({ten.dtype})")
+        return [("int8.float_tensor", f"{node.op} uses non-int8 tensor(s): {', '.join(bad[:3])}")] if bad else []
+    if node.op in ONNX_QDQ or node.op in ONNX_STRUCTURAL:
+        return []
+    data_inputs = [t for t in node.inputs if t and not (g.tensors.get(t) and g.tensors[t].is_constant
+                                                        and g.tensors[t].dtype in ("int64", "int32"))]
+    if node.op in _SHAPE_OPS:
+        data_inputs = data_inputs[:1]
+    float_in = [t for t in data_inputs
+                if (g.producer(node, t) is None or g.producer(node, t).op != "DequantizeLinear")
+]
+    if float_in:
+        return [("int8.float_compute", f"{node.op} runs in float: input {float_in[0]} does not come from DequantizeLinear")]
+    return []
+
+
+NODE_RULES = (rule_activation, rule_fused_activation, rule_supported_op, rule_output_only, rule_limits, rule_int8)
+
+
+def model_rules(g: Graph, p: Profile) -> list[tuple[str, str, str]]:
+    """Model-level rules: static shapes, maximum rank, int8 model inputs/outputs (TFLite)."""
+    found = []
+    for role, names in (("input", g.inputs), ("output", g.outputs)):
+        for t in names:
+            ten = g.tensors.get(t)
+            if ten is None or ten.is_constant:
+                continue
+            label = f"{role} {ten.name or t}"
+            if p.static_shapes and (ten.shape is None or any(not isinstance(d, int) or d <= 0 for d in ten.shape)):
+                found.append((label, "shape.dynamic", f"{label} has a dynamic shape {ten.shape}; {p.name} needs static shapes"))
+            if ten.shape is not None and len(ten.shape) > p.max_rank:
+                found.append((label, "shape.rank", f"{label} has rank {len(ten.shape)} > {p.max_rank}"))
+            if p.int8 and g.format == "tflite" and ten.dtype not in _INT_TYPES:
+                found.append((label, "int8.io", f"{label} is {ten.dtype}; {p.name} needs int8 model I/O"))
+    return found
+
+
+def rule_text(rule) -> str:
+    """The first sentence of a rule's docstring: the rule as a user reads it."""
+    return " ".join((rule.__doc__ or rule.__name__).split()).split(". ")[0].rstrip(".")
+
+
+def check_graph(g: Graph, p: Profile) -> list[Violation]:
+    out = []
+    for node in g.nodes:
+        for rule in NODE_RULES:
+            for code, msg in rule(g, node, p):
+                likely = likely_activation(g, node) if code == "activation.not_relu" else None
+                text = f"{msg} ({node.op} in a {likely} pattern)" if likely and likely != node.op else msg
+                out.append(Violation(node.index, node.name, node.graph, node.op, node.fused_activation,
+                                     code, rule_text(rule), text, likely,
+                                     hint_for(likely) if code.startswith("activation") else ""))
+    for label, code, msg in model_rules(g, p):
+        out.append(Violation(None, label, "main", "-", None, code, rule_text(model_rules), msg))
+    return out

@@ -1,0 +1,292 @@
+"""pea-verify-ops on real models: torch-exported ONNX (opsets 13, 17, 20), onnxruntime QDQ int8,
+TFLite flatbuffers run by the LiteRT interpreter, and ONNX files that ship inside installed packages."""
+
+import json
+import random
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from pea_deploy.cli.verify_ops import main
+from pea_deploy.errors import ConfigError
+from pea_deploy.verify import load_profile, load_profile_file, verify_model
+
+from verify_models import (ACTIVATIONS, export_onnx, pea_net, quantize_qdq, stripped_resnet, tiny_cnn,
+                           write_tflite)
+
+PROFILES = ("relu-only", "relu6", "ethos-u55", "edgetpu")
+FLOAT_PROFILES = ("relu-only", "relu6")
+
+# act -> (the op that must be rejected, what it must be named as) per opset group
+EXPECTED_LIKELY = {
+    "gelu": {13: ("Erf", "GELU"), 17: ("Erf", "GELU"), 20: ("Gelu", "GELU")},
+    "gelu-tanh": {13: ("Tanh", "GELU (tanh"), 17: ("Tanh", "GELU (tanh"), 20: ("Gelu", "GELU")},
+    "silu": {o: ("Sigmoid", "SiLU") for o in (13, 17, 20)},
+    "silu-decomposed": {o: ("Sigmoid", "SiLU") for o in (13, 17, 20)},
+    "mish": {o: ("Softplus", "Mish") for o in (13, 17)},
+    "mish-decomposed": {o: ("Softplus", "Mish") for o in (13, 17)},
+}
+
+
+@pytest.fixture(scope="module")
+def onnx_models(tmp_path_factory):
+    d = tmp_path_factory.mktemp("onnx")
+    return {(name, opset): export_onnx(tiny_cnn(cls()), d / f"{name}-{opset}.onnx", opset)
+            for opset in (13, 17, 20) for name, cls in ACTIVATIONS.items()}
+
+
+def violations(path, target):
+    return verify_model(path, load_profile(target)).violations
+
+
+@pytest.mark.parametrize("opset", [13, 17, 20])
+@pytest.mark.parametrize("act", sorted(ACTIVATIONS))
+def test_every_activation_every_opset_every_profile(onnx_models, act, opset):
+    path = onnx_models[(act, opset)]
+    for target in PROFILES:
+        report = verify_model(path, load_profile(target))
+        codes = {v.reason_code for v in report.violations}
+        act_codes = {c for c in codes if c.startswith("activation")}
+        if act == "relu" or (act == "relu6" and target != "relu-only"):
+            assert not act_codes, (target, report.violations)
+        else:
+            assert report.verdict == "FAILED", (act, opset, target)
+            assert act_codes or "op.unsupported" in codes, (act, opset, target, codes)
+        if target in FLOAT_PROFILES:
+            want_pass = act == "relu" or (act == "relu6" and target == "relu6")
+            assert report.passed == want_pass, (act, opset, target, report.violations)
+        else:
+            assert not report.passed, "a float model never passes an int8 profile"
+    if act in EXPECTED_LIKELY and opset in EXPECTED_LIKELY[act]:
+        op, likely = EXPECTED_LIKELY[act][opset]
+        hits = [v for v in violations(path, "relu6") if v.op == op]
+        assert hits and all(likely in (v.likely or "") for v in hits), [(v.op, v.likely) for v in hits]
+        assert likely.split(" ")[0].split("/")[0] in hits[0].message
+
+
+@pytest.mark.parametrize("opset", [17, 20])
+def test_unstripped_pea_ensemble_is_named(tmp_path, opset):
+    path = export_onnx(pea_net(0.5), tmp_path / "pea.onnx", opset)
+    found = violations(path, "relu-only")
+    assert any("unstripped PEA ensemble" in (v.likely or "") for v in found), [(v.op, v.likely) for v in found]
+    assert any("pea-export" in v.hint for v in found)
+
+
+def test_stripped_pea_resnet_passes_float_profiles(tmp_path):
+    path = export_onnx(stripped_resnet(), tmp_path / "resnet.onnx", 17)
+    assert verify_model(path, load_profile("relu-only")).passed
+
+
+def test_qdq_int8(tmp_path):
+    relu = quantize_qdq(export_onnx(tiny_cnn(ACTIVATIONS["relu"]()), tmp_path / "relu.onnx", 17),
+                        tmp_path / "relu.int8.onnx")
+    import onnx
+    ops = {n.op_type for n in onnx.load(str(relu)).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    for target in PROFILES:
+        assert verify_model(relu, load_profile(target)).passed, (target, violations(relu, target))
+    gelu = quantize_qdq(export_onnx(tiny_cnn(ACTIVATIONS["gelu"]()), tmp_path / "gelu.onnx", 20),
+                        tmp_path / "gelu.int8.onnx")
+    found = violations(gelu, "ethos-u55")
+    assert any(v.op == "Gelu" and v.reason_code == "activation.not_relu" for v in found)
+    assert not verify_model(gelu, load_profile("relu-only")).passed
+
+
+def test_clip_bounds_from_attributes_initializers_and_constants(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    def model(path, opset, clip_inputs, attrs, inits):
+        x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
+        y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
+        node = helper.make_node("Clip", ["x", *clip_inputs], ["y"], name="clip", **attrs)
+        g = helper.make_graph([node], "g", [x], [y], initializer=inits)
+        onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)]), path)
+        return path
+
+    six = [helper.make_tensor("lo", TensorProto.FLOAT, [], [0.0]), helper.make_tensor("hi", TensorProto.FLOAT, [], [6.0])]
+    cases = {
+        "attr6": model(tmp_path / "a.onnx", 6, [], {"min": 0.0, "max": 6.0}, []),
+        "init6": model(tmp_path / "b.onnx", 13, ["lo", "hi"], {}, six),
+        "init_relu": model(tmp_path / "c.onnx", 13, ["lo"], {}, six[:1]),
+        "hardtanh": model(tmp_path / "d.onnx", 6, [], {"min": -1.0, "max": 1.0}, []),
+    }
+    assert verify_model(cases["attr6"], load_profile("relu6")).passed
+    assert verify_model(cases["init6"], load_profile("relu6")).passed
+    assert [v.reason_code for v in violations(cases["init6"], "relu-only")] == ["activation.relu6"]
+    assert verify_model(cases["init_relu"], load_profile("relu-only")).passed
+    assert [v.reason_code for v in violations(cases["hardtanh"], "relu6")] == ["activation.clip"]
+
+
+def test_nested_if_graph_is_checked(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
+    c = helper.make_tensor_value_info("c", TensorProto.BOOL, [])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
+    then_g = helper.make_graph([helper.make_node("Relu", ["x"], ["t"], name="ok")], "then", [],
+                               [helper.make_tensor_value_info("t", TensorProto.FLOAT, [1, 4])])
+    else_g = helper.make_graph([helper.make_node("Sigmoid", ["x"], ["e"], name="hidden_sigmoid")], "else", [],
+                               [helper.make_tensor_value_info("e", TensorProto.FLOAT, [1, 4])])
+    node = helper.make_node("If", ["c"], ["y"], name="branch", then_branch=then_g, else_branch=else_g)
+    g = helper.make_graph([node], "g", [x, c], [y])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), tmp_path / "if.onnx")
+    found = violations(tmp_path / "if.onnx", "relu-only")
+    assert any(v.op == "Sigmoid" and "else_branch" in v.graph for v in found)
+
+
+def test_external_data_is_not_loaded(tmp_path):
+    import onnx
+
+    path = export_onnx(stripped_resnet(), tmp_path / "ext.onnx", 17)
+    m = onnx.load(str(path))
+    onnx.save(m, str(tmp_path / "big.onnx"), save_as_external_data=True, size_threshold=0,
+              location="big.onnx.data")
+    (tmp_path / "big.onnx.data").unlink()  # the checker must not need the weights
+    assert verify_model(tmp_path / "big.onnx", load_profile("relu-only")).passed
+
+
+def test_tflite_fused_activations_and_ops(tmp_path):
+    from ai_edge_litert.interpreter import Interpreter
+
+    relu = write_tflite(tmp_path / "relu.tflite", [("CONV_2D", "RELU"), ("ADD", "RELU")])
+    relu6 = write_tflite(tmp_path / "relu6.tflite", [("CONV_2D", "RELU6")])
+    gelu = write_tflite(tmp_path / "gelu.tflite", [("CONV_2D", "NONE"), ("GELU", "NONE")])
+    silu = write_tflite(tmp_path / "silu.tflite", [("CONV_2D", "NONE"), ("LOGISTIC", "NONE")])
+    tanh = write_tflite(tmp_path / "tanh.tflite", [("CONV_2D", "TANH")])
+    n1 = write_tflite(tmp_path / "n1.tflite", [("CONV_2D", "RELU_N1_TO_1")])
+    int8 = write_tflite(tmp_path / "int8.tflite", [("CONV_2D", "RELU"), ("CONV_2D", "RELU6")], dtype="int8")
+    custom = write_tflite(tmp_path / "custom.tflite", [("CUSTOM", "NONE")], dtype="int8", custom="MyGelu")
+    for path in (relu, relu6, gelu, silu, tanh, n1, int8):  # real models: the interpreter runs them
+        it = Interpreter(model_path=str(path))
+        it.allocate_tensors()
+        it.invoke()
+    assert verify_model(relu, load_profile("relu-only")).passed
+    assert [v.reason_code for v in violations(relu6, "relu-only")] == ["activation.fused"]
+    assert verify_model(relu6, load_profile("relu6")).passed
+    for path in (gelu, silu, tanh, n1):
+        for target in PROFILES:
+            assert any(v.reason_code.startswith("activation") for v in violations(path, target)), (path, target)
+    assert any(v.likely == "GELU" for v in violations(gelu, "relu6"))
+    assert verify_model(int8, load_profile("ethos-u55")).passed
+    assert verify_model(int8, load_profile("edgetpu")).passed
+    assert [v.reason_code for v in violations(int8, "relu-only")] == ["activation.fused"]
+    assert {"int8.float_tensor", "int8.io"} <= {v.reason_code for v in violations(relu, "ethos-u55")}
+    assert "op.custom" in {v.reason_code for v in violations(custom, "ethos-u55")}
+
+
+def test_third_party_models_shipped_in_packages():
+    import onnxruntime
+
+    root = Path(onnxruntime.__file__).parent / "datasets"
+    sigmoid = root / "sigmoid.onnx"
+    assert sigmoid.exists()
+    for target in PROFILES:
+        assert any(v.op == "Sigmoid" for v in violations(sigmoid, target))
+    mul = root / "mul_1.onnx"
+    assert verify_model(mul, load_profile("relu-only")).passed
+    assert not verify_model(mul, load_profile("ethos-u55")).passed  # float Mul on an int8 target
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def test_cli_formats_and_exit_codes(onnx_models, tmp_path):
+    good, bad = onnx_models[("relu", 17)], onnx_models[("gelu", 17)]
+    r = invoke("--target", "relu-only", good)
+    assert r.exit_code == 0 and r.stdout.splitlines()[-1].startswith("PASSED | target relu-only")
+    r = invoke("--target", "relu-only", good, bad)
+    assert r.exit_code == 1
+    assert "Erf in a GELU (Erf form) pattern" in r.stdout and "hint:" in r.stdout
+    assert r.stdout.splitlines()[-1].startswith("FAILED")
+    r = invoke("--target", "relu-only", "--format", "json", good, bad)
+    data = json.loads(r.stdout)
+    assert data["schema_version"] == 1 and data["summary"] == {
+        "models": 2, "passed": 1, "failed": 1, "errors": 0, "violations": len(data["models"][1]["violations"])}
+    v = data["models"][1]["violations"][0]
+    assert {"node_name", "op", "supported", "reason_code", "message"} <= set(v)
+    r = invoke("--target", "relu-only", "--format", "junit", "--output", tmp_path / "j.xml", good, bad)
+    suite = ET.parse(tmp_path / "j.xml").getroot().find("testsuite")
+    assert suite.get("tests") == "2" and suite.get("failures") == "1"
+    r = invoke("--target", "relu-only", "--format", "sarif", "--output", tmp_path / "s.sarif", bad)
+    sarif = json.loads((tmp_path / "s.sarif").read_text())
+    assert sarif["version"] == "2.1.0" and sarif["runs"][0]["results"]
+    assert r.exit_code == 1 and r.stdout.startswith("FAILED")
+
+
+def test_cli_bad_input(onnx_models, tmp_path):
+    good = onnx_models[("relu", 17)]
+    (tmp_path / "notes.onnx").write_text("hello, not a model")
+    trunc = tmp_path / "trunc.onnx"
+    trunc.write_bytes(Path(good).read_bytes()[:100])
+    empty = tmp_path / "empty.tflite"
+    empty.write_bytes(b"")
+    r = invoke("--target", "relu-only", tmp_path / "missing.onnx", tmp_path / "notes.onnx", trunc, empty, good)
+    assert r.exit_code == 2 and "Traceback" not in r.output
+    errs = r.stderr.splitlines()
+    assert len(errs) == 4 and all(e.startswith("pea-verify-ops: error:") for e in errs), errs
+    assert f"{good}: PASSED" in r.stdout, "the readable model is still checked"
+    r = invoke("--target", "relu-onyl", good)
+    assert r.exit_code == 2 and "did you mean 'relu-only'" in r.stderr and len(r.stderr.splitlines()) == 1
+
+
+def test_profiles_are_validated(tmp_path):
+    base = 'name = "x"\ndescription = "d"\nbased_on = "b"\n'
+    cases = {
+        "activations = [\"relu\"]\nfoo = 1\n": "unknown key 'foo'",
+        "activations = [\"gelu\"]\n": "'activations'",
+        "[onnx]\nops = [\"Conv\", \"Gelu\"]\n": "only ReLU/ReLU6",
+        "[tflite.limits.CONV_2D]\nmax_kernal = 3\n": "unknown key 'tflite.limits.CONV_2D.max_kernal'",
+        "[onnx]\nopz = []\n": "unknown key 'onnx.opz'",
+    }
+    for body, msg in cases.items():
+        (tmp_path / "p.toml").write_text(base + body)
+        with pytest.raises(ConfigError, match=msg):
+            load_profile_file(tmp_path / "p.toml")
+    (tmp_path / "p.toml").write_text(base + 'activations = ["relu"]\n[onnx]\nops = ["Conv"]\n')
+    r = invoke("--profile", tmp_path / "p.toml", tmp_path / "p.toml")
+    assert r.exit_code == 2
+    for name in PROFILES:
+        p = load_profile(name)
+        assert p.activations <= {"relu", "relu6"} and p.based_on
+
+
+def test_conv_limits(tmp_path):
+    import torch
+    from torch import nn
+
+    big = nn.Sequential(nn.Conv2d(3, 4, 7, stride=4), nn.ReLU()).eval()
+    path = export_onnx(big, tmp_path / "big.onnx", 17, shape=(1, 3, 32, 32))
+    codes = {v.reason_code for v in violations(path, "ethos-u55")}
+    assert "limit.stride" in codes
+    dw = nn.Sequential(nn.Conv2d(4, 8, 3, groups=4, padding=1), nn.ReLU()).eval()
+    path = export_onnx(dw, tmp_path / "dw.onnx", 17, shape=(1, 4, 8, 8))
+    assert "limit.depth_multiplier" in {v.reason_code for v in violations(path, "ethos-u55")}
+    del torch
+
+
+def test_fuzzed_files_never_crash(onnx_models, tmp_path):
+    rng = random.Random(0)
+    sources = [Path(onnx_models[("gelu", 17)]).read_bytes(),
+               write_tflite(tmp_path / "f.tflite", [("CONV_2D", "RELU"), ("LOGISTIC", "NONE")]).read_bytes()]
+    paths = []
+    for i in range(60):
+        data = bytearray(rng.choice(sources))
+        if i % 2:
+            data = data[: rng.randrange(1, len(data))]
+        else:
+            for _ in range(rng.randrange(1, 20)):
+                pos = rng.randrange(len(data))
+                data[pos] = rng.randrange(256)
+        p = tmp_path / f"fuzz{i}.bin"
+        p.write_bytes(bytes(data))
+        paths.append(p)
+    r = invoke("--target", "relu6", "--format", "json", *paths)
+    assert r.exit_code in (1, 2) and "Traceback" not in r.output and "internal error" not in r.output
+    data = json.loads(r.stdout)
+    assert data["summary"]["models"] == 60
