@@ -257,7 +257,6 @@ def test_profiles_are_validated(tmp_path):
 
 
 def test_conv_limits(tmp_path):
-    import torch
     from torch import nn
 
     big = nn.Sequential(nn.Conv2d(3, 4, 7, stride=4), nn.ReLU()).eval()
@@ -267,7 +266,6 @@ def test_conv_limits(tmp_path):
     dw = nn.Sequential(nn.Conv2d(4, 8, 3, groups=4, padding=1), nn.ReLU()).eval()
     path = export_onnx(dw, tmp_path / "dw.onnx", 17, shape=(1, 4, 8, 8))
     assert "limit.depth_multiplier" in {v.reason_code for v in violations(path, "ethos-u55")}
-    del torch
 
 
 def test_fuzzed_files_never_crash(onnx_models, tmp_path):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections import Counter
 from xml.sax.saxutils import escape, quoteattr
 
 from .. import __version__
@@ -31,7 +30,8 @@ def to_text(reports: list[ModelReport], profile: Profile, command: str) -> str:
             lines.append(f"{r.path}: {v.where}: {v.op}{fused}: {v.message} [{v.reason_code}]{hint}")
         lines.append(f"{r.path}: {r.verdict} - {r.format}, {r.nodes} nodes, {len(r.violations)} violation(s), "
                      f"{1e3 * r.seconds:.0f} ms")
-        bad = Counter(v.op for v in r.violations if v.node_index is not None)
+        bad = {v.op + (f"+{v.fused_activation}" if v.fused_activation not in (None, "NONE") else "")
+               for v in r.violations if v.node_index is not None}
         ops = ", ".join(f"{op} x{n}" + (" (rejected)" if op in bad else "") for op, n in r.op_counts.items())
         lines.append(f"  ops: {ops}")
     lines.append(f"{_verdict(reports)} | target {profile.name} | {command}")
