@@ -33,7 +33,7 @@ def main(models, target, profile_file, fmt, output, list_targets):
     target runs."""
     from ..errors import ConfigError
     from ..verify import builtin_profiles, exit_code, load_profile, load_profile_file, verify_models
-    from ..verify.report import FORMATS, to_text
+    from ..verify.report import FORMATS, to_text, verdict_line
 
     if list_targets:
         for name, path in builtin_profiles().items():
@@ -58,7 +58,7 @@ def main(models, target, profile_file, fmt, output, list_targets):
             write_text(output, text)
         except OSError as e:
             raise ConfigError(f"cannot write report {output}: {e.strerror}") from None
-        click.echo(to_text(reports, profile, command).splitlines()[-1])
+        click.echo(verdict_line(reports, profile, command))
     else:
         click.echo(text, nl=False)
     sys.exit(exit_code(reports))

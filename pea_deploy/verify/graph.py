@@ -20,11 +20,6 @@ class Node:
     fused_activation: str | None = None   # TFLite only: NONE, RELU, RELU6, TANH, ...
     attrs: dict = field(default_factory=dict)  # what the rules need: kernel, strides, clip bounds ...
 
-    @property
-    def label(self) -> str:
-        where = "" if self.graph == "main" else f"{self.graph}/"
-        return f"{where}#{self.index} {self.name}" if self.name else f"{where}#{self.index}"
-
 
 @dataclass
 class Tensor:

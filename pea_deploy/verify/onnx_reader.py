@@ -56,8 +56,7 @@ def _walk(graph, onnx, prefix: str, nodes: list, tensors: dict, consts: dict) ->
                  if a.type not in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS,
                                    onnx.AttributeProto.TENSOR)}
         if node.op_type == "Clip":
-            lo = attrs.get("min", -3.4e38) if "min" in attrs else None
-            hi = attrs.get("max", 3.4e38) if "max" in attrs else None
+            lo, hi = attrs.get("min"), attrs.get("max")  # opset < 11: attributes
             if len(node.input) > 1 and node.input[1]:
                 lo = consts.get(node.input[1], ["?"])[0]
             if len(node.input) > 2 and node.input[2]:

@@ -14,4 +14,3 @@ ACTIVATION_OPS = {"onnx": ONNX_ACTIVATIONS, "tflite": TFLITE_ACTIVATIONS}
 # Ops that carry no computation of their own in an ONNX graph.
 ONNX_STRUCTURAL = frozenset({"Constant", "Identity"})
 ONNX_QDQ = frozenset({"QuantizeLinear", "DequantizeLinear"})
-# TFLite ops whose options carry a fused activation.

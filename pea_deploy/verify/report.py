@@ -34,8 +34,13 @@ def to_text(reports: list[ModelReport], profile: Profile, command: str) -> str:
                for v in r.violations if v.node_index is not None}
         ops = ", ".join(f"{op} x{n}" + (" (rejected)" if op in bad else "") for op, n in r.op_counts.items())
         lines.append(f"  ops: {ops}")
-    lines.append(f"{_verdict(reports)} | target {profile.name} | {command}")
+    lines.append(verdict_line(reports, profile, command))
     return "\n".join(lines) + "\n"
+
+
+def verdict_line(reports: list[ModelReport], profile: Profile, command: str) -> str:
+    """The last line of every text report: `PASSED | FAILED | ERROR | target NAME | command`."""
+    return f"{_verdict(reports)} | target {profile.name} | {command}"
 
 
 def to_dict(reports: list[ModelReport], profile: Profile) -> dict:
