@@ -32,6 +32,14 @@ class AlphaNotOneError(ConversionError):
     exit_code = 3
 
 
+class ExportStepError(ConversionError):
+    """A step of `pea-export` failed inside torch.onnx, onnxsim, onnxruntime, litert-torch or Vela."""
+
+
+class MissingDependency(PeaError):
+    """An optional extra (litert-torch, Vela) that the asked-for step needs is not installed."""
+
+
 class TrainingDiverged(PeaError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 

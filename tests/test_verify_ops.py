@@ -13,6 +13,8 @@ from click.testing import CliRunner
 from pea_deploy.cli.verify_ops import main
 from pea_deploy.errors import ConfigError
 from pea_deploy.verify import load_profile, load_profile_file, verify_model
+from pea_deploy.verify.reader import read_model
+from pea_deploy.verify.rules import check_graph
 
 from verify_models import (ACTIVATIONS, export_onnx, pea_net, quantize_qdq, stripped_resnet, tiny_cnn,
                            write_tflite)
@@ -265,7 +267,12 @@ def test_conv_limits(tmp_path):
     assert "limit.stride" in codes
     dw = nn.Sequential(nn.Conv2d(4, 8, 3, groups=4, padding=1), nn.ReLU()).eval()
     path = export_onnx(dw, tmp_path / "dw.onnx", 17, shape=(1, 4, 8, 8))
-    assert "limit.depth_multiplier" in {v.reason_code for v in violations(path, "ethos-u55")}
+    assert "limit.depth_multiplier" not in {v.reason_code for v in violations(path, "ethos-u55")}
+    (tmp_path / "dw.toml").write_text(
+        'name = "dw1"\ndescription = "d"\nbased_on = "b"\n[onnx]\nops = ["Conv"]\n'
+        '[onnx.limits.Conv]\nmax_depth_multiplier = 1\n')
+    found = check_graph(read_model(path), load_profile_file(tmp_path / "dw.toml"))
+    assert "limit.depth_multiplier" in {v.reason_code for v in found}
 
 
 def test_fuzzed_files_never_crash(onnx_models, tmp_path):

@@ -18,6 +18,13 @@ def _verdict(reports: list[ModelReport]) -> str:
     return "FAILED" if any(r.verdict == "FAILED" for r in reports) else "PASSED"
 
 
+def op_summary(r: ModelReport) -> str:
+    """`Conv x20, Relu x17, Gelu x2 (rejected)`: each op kind once, rejected ones marked."""
+    bad = {v.op + (f"+{v.fused_activation}" if v.fused_activation not in (None, "NONE") else "")
+           for v in r.violations if v.node_index is not None}
+    return ", ".join(f"{op} x{n}" + (" (rejected)" if op in bad else "") for op, n in r.op_counts.items())
+
+
 def to_text(reports: list[ModelReport], profile: Profile, command: str) -> str:
     lines = []
     for r in reports:
@@ -30,10 +37,7 @@ def to_text(reports: list[ModelReport], profile: Profile, command: str) -> str:
             lines.append(f"{r.path}: {v.where}: {v.op}{fused}: {v.message} [{v.reason_code}]{hint}")
         lines.append(f"{r.path}: {r.verdict} - {r.format}, {r.nodes} nodes, {len(r.violations)} violation(s), "
                      f"{1e3 * r.seconds:.0f} ms")
-        bad = {v.op + (f"+{v.fused_activation}" if v.fused_activation not in (None, "NONE") else "")
-               for v in r.violations if v.node_index is not None}
-        ops = ", ".join(f"{op} x{n}" + (" (rejected)" if op in bad else "") for op, n in r.op_counts.items())
-        lines.append(f"  ops: {ops}")
+        lines.append(f"  ops: {op_summary(r)}")
     lines.append(verdict_line(reports, profile, command))
     return "\n".join(lines) + "\n"
 
@@ -43,17 +47,20 @@ def verdict_line(reports: list[ModelReport], profile: Profile, command: str) -> 
     return f"{_verdict(reports)} | target {profile.name} | {command}"
 
 
+def model_to_dict(r: ModelReport) -> dict:
+    """One model's verdict, op counts and violations (also embedded in pea-export's report.json)."""
+    return {
+        "path": r.path, "format": r.format, "verdict": r.verdict, "error": r.error, "nodes": r.nodes,
+        "seconds": round(r.seconds, 4), "op_counts": r.op_counts, "op_summary": op_summary(r),
+        "violations": [{"node_index": v.node_index, "node_name": v.node_name, "graph": v.graph,
+                        "op": v.op, "fused_activation": v.fused_activation, "supported": False,
+                        "reason_code": v.reason_code, "rule": v.rule, "message": v.message,
+                        "likely": v.likely, "hint": v.hint} for v in r.violations],
+    }
+
+
 def to_dict(reports: list[ModelReport], profile: Profile) -> dict:
-    models = []
-    for r in reports:
-        models.append({
-            "path": r.path, "format": r.format, "verdict": r.verdict, "error": r.error, "nodes": r.nodes,
-            "seconds": round(r.seconds, 4), "op_counts": r.op_counts,
-            "violations": [{"node_index": v.node_index, "node_name": v.node_name, "graph": v.graph,
-                            "op": v.op, "fused_activation": v.fused_activation, "supported": False,
-                            "reason_code": v.reason_code, "rule": v.rule, "message": v.message,
-                            "likely": v.likely, "hint": v.hint} for v in r.violations],
-        })
+    models = [model_to_dict(r) for r in reports]
     return {
         "schema_version": SCHEMA_VERSION, "tool": "pea-verify-ops", "version": __version__,
         "target": profile.name, "profile": profile.to_dict(), "verdict": _verdict(reports), "models": models,

@@ -1,0 +1,43 @@
+"""Print the README's export table from pea-export report.json files (numbers are never typed in).
+
+    python benchmarks/export_table.py runs/default/export/ethos-u55/report.json runs/fm/export/report.json
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+
+def rows(report: dict) -> list[str]:
+    rec = report["checkpoint"]["recipe"]
+    net = f"{rec['model']['name']} w{rec['model']['width']:g} {rec['model']['stem']} stem"
+    where = f"{rec['data']['name']} {report['settings']['input_shape_nchw'][2]}px, {net}"
+    torch_row = report["parity"][0]
+    out = [f"| {where} | torch fp32 | | {torch_row['top1']:.2f} | | "
+           f"{report['torch_latency_batch1_1thread']['median_ms']:.3f} | |"]
+    parity = {r["artefact"]: r for r in report["parity"]}
+    for name, a in report["artefacts"].items():
+        p = parity[name]
+        out.append(f"| | {name} | {a['bytes'] / 1024:.0f} KiB | {p['top1']:.2f} | {p['agreement']:.2f} | "
+                   f"{a['latency_batch1_1thread']['median_ms']:.3f} ({a['runtime']}) | {a['verify']['verdict']} |")
+    t = report["timings_s"]
+    vela = report.get("vela")
+    extra = (f"; Vela {vela['accelerator']}: {vela['npu_operators']} NPU / {vela['cpu_operators']} CPU ops, "
+             f"{vela['inference_time_ms']:.3f} ms estimated" if vela else "")
+    out.append(f"| | export wall time {t['total_s']:.1f} s (TFLite {t.get('tflite_int8_s', 0):.1f} s), "
+               f"{torch_row['samples']} val images{extra} | | | | | |")
+    return out
+
+
+def main(paths: list[str]) -> None:
+    print("| model | artefact | size | top-1 % | agreement % | latency ms (batch 1, 1 thread) | ops check |")
+    print("|---|---|---:|---:|---:|---:|---|")
+    for path in paths:
+        for line in rows(json.loads(Path(path).read_text())):
+            print(line)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,75 @@
+"""`pea-export RUN_DIR|CHECKPOINT --target PROFILE`: a thin layer over `pea_deploy.export`.
+
+Exit 0: artefacts built, parity and op checks passed. 1: an artefact breaks the target's rules (or
+Vela puts an operator on the CPU). 2: bad input or a failed conversion step. 3: an ensemble's alpha
+is below 1. 4: an artefact loses more than --max-drop points of top-1.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+import click
+
+from .errors import handle_errors
+
+PROG = "pea-export"
+
+
+def _formats(ctx, param, value):
+    return tuple(v.strip() for v in value.split(",") if v.strip()) if value else ()
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.argument("source", type=click.Path())
+@click.option("--target", help="built-in profile name (see pea-verify-ops --list-targets)")
+@click.option("--profile", "profile_file", type=click.Path(dir_okay=False), help="your own profile TOML file")
+@click.option("--out", type=click.Path(file_okay=False),
+              help="output directory  [default: RUN_DIR/export/TARGET, or next to the checkpoint]")
+@click.option("--formats", default="onnx,tflite", show_default=True, callback=_formats,
+              help="comma-separated: onnx (fp32 + int8 QDQ), tflite (full-integer int8; pea-deploy[tflite])")
+@click.option("--calib-data", type=click.Path(), help="folder of calibration images  [default: the run's training split]")
+@click.option("--calib-samples", type=int, default=256, show_default=True, help="calibration images")
+@click.option("--calib-method", default="minmax", show_default=True, help="ONNX calibration: minmax, entropy, percentile")
+@click.option("--activation-dtype", help="ONNX int8 activations: int8 or uint8 (faster on x86 onnxruntime)  [default: the profile's]")
+@click.option("--opset", type=int, help="ONNX opset  [default: the profile's]")
+@click.option("--max-drop", type=float, default=1.0, show_default=True,
+              help="fail (exit 4) when an artefact's top-1 is more than this many points below torch")
+@click.option("--parity-samples", type=int, help="validation images for parity  [default: the whole split]")
+@click.option("--checkpoint", "which", default="best", show_default=True,
+              help="for a run directory: best (best ReLU-only epoch) or last")
+@click.option("--latency-runs", type=int, default=50, show_default=True, help="timed batch-1 inferences per artefact")
+@click.option("-q", "--quiet", is_flag=True, help="print only the verdict line")
+@handle_errors(PROG)
+def main(source, target, profile_file, out, formats, calib_data, calib_samples, calib_method, activation_dtype,
+         opset, max_drop, parity_samples, which, latency_runs, quiet):
+    """Verify alpha = 1, strip the PEA ensembles to ReLU/ReLU6, export ONNX (fp32 and int8) and
+    full-integer TFLite, prove parity on real validation images and check every artefact against
+    the target profile. Writes the artefacts, report.json and report.md to --out."""
+    from ..errors import ConfigError
+    from ..export import ExportOptions, export_checkpoint
+    from ..verify import load_profile, load_profile_file
+
+    if bool(target) == bool(profile_file):
+        raise ConfigError("give exactly one of --target NAME or --profile FILE")
+    profile = load_profile(target) if target else load_profile_file(profile_file)
+    if out is None:
+        src = Path(source)
+        out = (src if src.is_dir() else src.parent) / "export" / profile.name
+    options = ExportOptions(formats=formats, calib_dir=calib_data, calib_samples=calib_samples,
+                            calib_method=calib_method, activation_dtype=activation_dtype, opset=opset,
+                            max_drop=max_drop, parity_samples=parity_samples, checkpoint=which,
+                            latency_runs=latency_runs)
+    command = " ".join(shlex.quote(a) for a in [PROG, *sys.argv[1:]])
+    log = None if quiet else (lambda msg: click.echo(f"{PROG}: {msg}", err=True))
+    result = export_checkpoint(source, profile, out, options, command=command, log=log)
+    if not quiet:
+        for failure in result.failures:
+            click.echo(f"{PROG}: {failure}", err=True)
+        for name, path in result.artefacts.items():
+            click.echo(f"{path}")
+        click.echo(f"{result.out_dir / 'report.md'}")
+    click.echo(f"{result.verdict} | target {profile.name} | {result.out_dir} | {command}")
+    sys.exit(result.exit_code)

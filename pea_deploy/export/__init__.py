@@ -1,0 +1,30 @@
+"""pea-export as a library: each step is a function a user can call on their own nn.Module.
+
+    trained = load_trained("runs/my-run")            # checkpoint -> rebuilt net
+    require_deployable(trained)                       # every alpha == 1, else AlphaNotOneError
+    relu_net, diff = strip_and_compare(trained.model, val_images)
+    export_onnx(relu_net, example, "model.fp32.onnx", opset=17)
+    quantize_onnx("model.fp32.onnx", "model.int8.onnx", calibration_images)
+    export_tflite_int8(relu_net, calibration_images, "model.int8.tflite")   # pea-deploy[tflite]
+
+or all of it, with parity, verification and reports: `export_checkpoint(run, "ethos-u55", "out/")`.
+"""
+
+from importlib import import_module
+
+_EXPORTS = {
+    "ExportOptions": ".pipeline", "ExportResult": ".pipeline", "export_checkpoint": ".pipeline",
+    "TrainedModel": ".trained", "load_trained": ".trained", "require_deployable": ".trained",
+    "strip_and_compare": ".trained", "export_onnx": ".onnx_export", "quantize_onnx": ".onnx_quant",
+    "export_tflite_int8": ".tflite_export", "compile_for_ethos_u": ".vela",
+    "OnnxRunner": ".runtimes", "TFLiteRunner": ".runtimes", "TorchRunner": ".runtimes",
+    "latency_ms": ".runtimes", "calibration_inputs": ".samples", "validation_inputs": ".samples",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        return getattr(import_module(_EXPORTS[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

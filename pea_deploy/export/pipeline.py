@@ -1,0 +1,265 @@
+"""`pea-export` end to end: checkpoint -> alpha gate -> strip -> ONNX fp32/int8, TFLite int8 ->
+parity on real validation images -> op verification (and Vela for Ethos-U) -> report.json/.md.
+
+Artefacts are built in a hidden staging directory inside the output directory and moved into place
+only after every step has run, so an error leaves no partial artefact behind. A parity or
+verification failure still delivers the complete artefacts and reports, for inspection, with a
+FAILED verdict and a non-zero exit code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ConfigError, unknown_name
+from ..verify import Profile, load_profile, verify_model
+from ..verify.report import model_to_dict
+from .onnx_export import export_onnx
+from .onnx_quant import ACTIVATION_DTYPES, CALIBRATION_METHODS, quantize_onnx
+from .parity import ParityRow, logits_of, parity_rows
+from .runtimes import OnnxRunner, TFLiteRunner, TorchRunner, latency_ms
+from .samples import calibration_inputs, load_splits, validation_inputs
+from .steps import require
+from .trained import load_trained, require_deployable, strip_and_compare
+from .versions import versions
+
+FORMATS = ("onnx", "tflite")
+FP32_ONNX, INT8_ONNX, INT8_TFLITE = "model.fp32.onnx", "model.int8.onnx", "model.int8.tflite"
+ARTEFACTS = (FP32_ONNX, INT8_ONNX, INT8_TFLITE)
+REPORTS = ("report.json", "report.md")
+
+# Exit codes of a completed export (errors before that exit 2, alpha < 1 exits 3).
+EXIT_PASSED, EXIT_VERIFY_FAILED, EXIT_PARITY_FAILED = 0, 1, 4
+
+
+@dataclass
+class ExportOptions:
+    formats: tuple[str, ...] = FORMATS
+    calib_dir: str | Path | None = None
+    calib_samples: int = 256
+    calib_method: str = "minmax"
+    activation_dtype: str | None = None   # None: the profile's
+    opset: int | None = None              # None: the profile's
+    max_drop: float = 1.0                 # points of top-1 an artefact may lose against torch fp32
+    parity_samples: int | None = None     # None: the whole validation split
+    checkpoint: str = "best"              # for a run directory: best or last
+    latency_runs: int = 50
+    seed: int = 0
+
+    def validate(self) -> None:
+        for f in self.formats:
+            if f not in FORMATS:
+                raise unknown_name("format", f, FORMATS)
+        if not self.formats:
+            raise ConfigError("--formats is empty; give onnx, tflite or both")
+        if self.calib_method not in CALIBRATION_METHODS:
+            raise unknown_name("calibration method", self.calib_method, CALIBRATION_METHODS)
+        if self.activation_dtype is not None and self.activation_dtype not in ACTIVATION_DTYPES:
+            raise unknown_name("activation dtype", self.activation_dtype, ACTIVATION_DTYPES)
+        if not self.max_drop >= 0:
+            raise ConfigError(f"--max-drop must be >= 0 points, got {self.max_drop}")
+        if self.parity_samples is not None and self.parity_samples < 1:
+            raise ConfigError(f"--parity-samples must be at least 1, got {self.parity_samples}")
+        if self.checkpoint not in ("best", "last"):
+            raise unknown_name("checkpoint", self.checkpoint, ("best", "last"))
+        if self.latency_runs < 1:
+            raise ConfigError(f"--latency-runs must be at least 1, got {self.latency_runs}")
+
+
+@dataclass
+class ExportResult:
+    out_dir: Path
+    report: dict
+    artefacts: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def verdict(self) -> str:
+        return self.report["verdict"]
+
+    @property
+    def exit_code(self) -> int:
+        return self.report["exit_code"]
+
+    @property
+    def failures(self) -> list[str]:
+        return self.report["failures"]
+
+
+def _prepare_out_dir(out: Path) -> Path:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".pea-export-", dir=out))
+    except OSError as e:
+        raise ConfigError(f"output directory {out} is not writable: {e.strerror or e}") from None
+    return staging
+
+
+def _commit(staging: Path, out: Path, names: list[str]) -> dict[str, Path]:
+    """Move the finished artefacts into `out`; drop artefacts of an earlier export that this one did
+    not make, so the directory never mixes two exports."""
+    placed = {}
+    for name in ARTEFACTS:
+        if name not in names and (out / name).exists():
+            (out / name).unlink()
+    for name in names:
+        os.replace(staging / name, out / name)
+        placed[name] = out / name
+    return placed
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def export_checkpoint(source: str | Path, target: str | Profile, out: str | Path,
+                      options: ExportOptions | None = None, *, command: str = "", log=None) -> ExportResult:
+    """Run the whole export for the checkpoint or run directory `source` against `target` (a built-in
+    profile name or a Profile) into `out`. Raises PeaError subclasses for bad input and failed steps;
+    returns the result (verdict, exit code, report dict) once every artefact was built and checked."""
+    options = options or ExportOptions()
+    options.validate()
+    say = log or (lambda msg: None)
+    t_start = time.perf_counter()
+    timings: dict[str, float] = {}
+
+    def timed(name, fn, *args, **kwargs):
+        t0 = time.perf_counter()
+        value = fn(*args, **kwargs)
+        timings[name] = round(time.perf_counter() - t0, 3)
+        return value
+
+    profile = target if isinstance(target, Profile) else load_profile(target)
+    trained = load_trained(source, options.checkpoint)
+    alphas = require_deployable(trained)
+    if "tflite" in options.formats:
+        require("litert_torch", "the int8 TFLite export (--formats tflite)", "tflite")
+    vela_config = profile.export.vela_accelerator if "tflite" in options.formats else None
+    if vela_config:
+        require("ethosu", f"target {profile.name} (Vela compilation for {vela_config})", "vela")
+    opset = options.opset or profile.export.opset
+    act_dtype = options.activation_dtype or profile.export.activation_dtype
+    # Every input is checked before the first progress line, so bad input reads as one line.
+    splits = timed("load_data_s", load_splits, trained)
+    val = validation_inputs(trained, splits, options.parity_samples, options.seed)
+    calib, calib_source = calibration_inputs(trained, options.calib_samples, splits=splits,
+                                             data_dir=options.calib_dir, seed=options.seed)
+    out = Path(out)
+    staging = _prepare_out_dir(out)
+    try:
+        say(f"checkpoint {trained.checkpoint} (epoch {trained.epoch}): {len(alphas)} ensemble(s), "
+            f"all alpha = 1")
+        stripped, strip_diff = timed("strip_s", strip_and_compare, trained.model, val.images)
+        say(f"stripped to ReLU-only: max |stripped - trained| = {strip_diff:g} on {len(val.images)} images")
+        made: list[str] = []
+        example = val.images[:1].contiguous()
+        if "onnx" in options.formats:
+            timed("onnx_fp32_s", export_onnx, stripped, example, staging / FP32_ONNX, opset)
+            timed("onnx_int8_s", quantize_onnx, staging / FP32_ONNX, staging / INT8_ONNX, calib,
+                  method=options.calib_method, activation_dtype=act_dtype)
+            made += [FP32_ONNX, INT8_ONNX]
+            say(f"ONNX: {FP32_ONNX}, {INT8_ONNX} (opset {opset}, {act_dtype} activations)")
+        if "tflite" in options.formats:
+            from .tflite_export import export_tflite_int8
+
+            timed("tflite_int8_s", export_tflite_int8, stripped, calib, staging / INT8_TFLITE)
+            made.append(INT8_TFLITE)
+            say(f"TFLite: {INT8_TFLITE} (full integer, NHWC input)")
+
+        runners = {"torch fp32": TorchRunner(stripped)}
+        for name in made:
+            runners[name] = (TFLiteRunner if name.endswith(".tflite") else OnnxRunner)(staging / name)
+        t0 = time.perf_counter()
+        logits = {name: logits_of(r, val) for name, r in runners.items()}
+        rows = parity_rows(logits["torch fp32"],
+                           {n: (runners[n].kind, logits[n]) for n in made}, val.labels.numpy())
+        timings["parity_s"] = round(time.perf_counter() - t0, 3)
+        say("parity: " + ", ".join(f"{r.artefact} {r.top1:.2f}%" for r in rows))
+
+        t0 = time.perf_counter()
+        checks = {}
+        for name in made:
+            # The fp32 ONNX is the reference artefact, not a deployable one: it is held to every rule
+            # of the target except int8.
+            applied = dataclasses.replace(profile, int8=False) if name == FP32_ONNX else profile
+            checks[name] = verify_model(staging / name, applied)
+        vela = None
+        if vela_config and INT8_TFLITE in made:
+            from .vela import compile_for_ethos_u
+
+            vela = compile_for_ethos_u(staging / INT8_TFLITE, vela_config)
+            say(f"Vela {vela_config}: {vela.npu_operators} NPU / {vela.cpu_operators} CPU operator(s)")
+        timings["verify_s"] = round(time.perf_counter() - t0, 3)
+
+        x1 = example.numpy()
+        latency = {name: latency_ms(r, x1, runs=options.latency_runs) for name, r in runners.items()}
+
+        failures = _failures(rows, checks, vela, options.max_drop)
+        exit_code = (EXIT_VERIFY_FAILED if any(f.startswith("verify") for f in failures)
+                     else EXIT_PARITY_FAILED if failures else EXIT_PASSED)
+        timings["total_s"] = round(time.perf_counter() - t_start, 3)
+        artefacts = {name: {"file": name, "bytes": (staging / name).stat().st_size,
+                            "sha256": _sha256(staging / name), "runtime": runners[name].kind,
+                            "latency_batch1_1thread": latency[name],
+                            "verify": {**model_to_dict(checks[name]), "path": name}}
+                     for name in made}
+        report = {
+            "schema_version": 1, "tool": "pea-export", "command": command,
+            "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "verdict": "FAILED" if failures else "PASSED", "exit_code": exit_code, "failures": failures,
+            "checkpoint": {"path": str(trained.checkpoint), "sha256": _sha256(trained.checkpoint),
+                           "epoch": trained.epoch, "global_step": trained.global_step,
+                           "recipe": trained.recipe.to_dict()},
+            "alpha": {"ensembles": len(alphas), "all_one": True, "values": alphas},
+            "strip": {"max_abs_diff": strip_diff, "samples": len(val.images)},
+            "target": profile.to_dict(),
+            "settings": {"formats": list(options.formats), "opset": opset, "activation_dtype": act_dtype,
+                         "calibration": {"source": calib_source, "samples": len(calib),
+                                         "onnx_method": options.calib_method,
+                                         "tflite_observer": "PT2E HistogramObserver (litert-torch)"},
+                         "validation": {"source": val.source, "samples": len(val.images)},
+                         "max_drop": options.max_drop, "input_shape_nchw": list(trained.input_shape)},
+            "parity": [r.to_dict() for r in rows],
+            "torch_latency_batch1_1thread": latency["torch fp32"],
+            "artefacts": artefacts,
+            "vela": vela.to_dict() if vela else None,
+            "versions": versions(),
+            "timings_s": timings,
+        }
+        from .report import write_reports
+
+        write_reports(staging, report)
+        placed = _commit(staging, out, made + list(REPORTS))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return ExportResult(out, report, {k: v for k, v in placed.items() if k in ARTEFACTS})
+
+
+def _failures(rows: list[ParityRow], checks: dict, vela, max_drop: float) -> list[str]:
+    failures = []
+    for r in rows[1:]:
+        if r.drop > max_drop:
+            failures.append(f"parity: {r.artefact} top-1 {r.top1:.2f}% is {r.drop:.2f} points below torch "
+                            f"fp32 ({rows[0].top1:.2f}%), more than --max-drop {max_drop:g}")
+    for name, check in checks.items():
+        if not check.passed:
+            codes = sorted({v.reason_code for v in check.violations})
+            failures.append(f"verify: {name} has {len(check.violations)} violation(s) of target "
+                            f"rules ({', '.join(codes)})")
+    if vela is not None and not vela.all_on_npu:
+        failures.append(f"verify: Vela places {vela.cpu_operators} operator(s) on the CPU for "
+                        f"{vela.accelerator}: {'; '.join(vela.cpu_fallback[:5])}")
+    return failures
