@@ -1,16 +1,22 @@
 """Training-step cost of PEA vs an Act-only and a ReLU-only net, measured in one run.
 
-    python benchmarks/train_step.py [--model resnet18] [--batch 64] [--steps 10] [--act gelu]
+    python benchmarks/train_step.py [--models resnet18:1.0,mobilenet-v1:0.25] [--batch 64] [--act gelu]
+                                    [--compile] [--device cuda --amp --channels-last]
 
-Prints, per configuration, the median step time (forward + backward + SGD step) and the bytes
-autograd saves for backward (the activation memory that dominates a training step's peak; on CUDA
-also torch.cuda.max_memory_allocated), then the ratios PEA / Act-only and PEA / ReLU-only.
+Prints, per net and configuration, the median step time (forward + backward + SGD step), the bytes
+autograd saves for backward (the activation memory that grows with the batch), the process's peak
+memory (each configuration runs in its own child process, so ru_maxrss is its own; on CUDA
+torch.cuda.max_memory_allocated), then the ratios PEA / Act-only and PEA / ReLU-only.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import resource
 import statistics
+import subprocess
+import sys
 import time
 
 import torch
@@ -36,7 +42,10 @@ def measure(kind: str, args, device: torch.device) -> dict:
     net = make(kind, args).to(device).train()
     if args.channels_last:
         net = net.to(memory_format=torch.channels_last)
-    opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+    opt_params = list(net.parameters())
+    if args.compile:
+        net = torch.compile(net)
+    opt = torch.optim.SGD(opt_params, lr=0.01, momentum=0.9)
     x = torch.randn(args.batch, 3, args.size, args.size, device=device)
     if args.channels_last:
         x = x.to(memory_format=torch.channels_last)
@@ -68,7 +77,8 @@ def measure(kind: str, args, device: torch.device) -> dict:
         if device.type == "cuda":
             torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)
-    out = {"step_s": statistics.median(times), "saved_bytes": saved[0]}
+    out = {"step_s": statistics.median(times), "saved_bytes": saved[0],
+           "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
     if device.type == "cuda":
         out["cuda_peak_bytes"] = torch.cuda.max_memory_allocated()
     return out
@@ -82,10 +92,17 @@ class _null:
         return False
 
 
+def _child(kind: str, argv: list[str]) -> dict:
+    """Measure one configuration in a fresh interpreter: its peak RSS is then its own."""
+    done = subprocess.run([sys.executable, __file__, *argv, "--only", kind], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"{kind} failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="resnet18")
-    ap.add_argument("--width", type=float, default=1.0)
+    ap.add_argument("--models", default="resnet18:1.0,mobilenet-v1:0.25", help="NAME:WIDTH,...")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--size", type=int, default=32)
     ap.add_argument("--act", default="gelu")
@@ -94,23 +111,37 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--amp", action="store_true", help="bf16 autocast (CUDA)")
     ap.add_argument("--channels-last", action="store_true")
+    ap.add_argument("--compile", action="store_true", help="torch.compile every configuration")
+    ap.add_argument("--only", help=argparse.SUPPRESS)
     args = ap.parse_args()
     device = torch.device(args.device)
+    if args.only:
+        args.model, width = args.models.split(":")
+        args.width = float(width)
+        print(json.dumps(measure(args.only, args, device)))
+        return
     kinds = ["relu", "act", "pea-weighted", "pea-stochastic"]
-    res = {k: measure(k, args, device) for k in kinds}
-    print(f"# {args.model} width {args.width}, small stem, batch {args.batch}, {args.size}x{args.size}, "
-          f"act {args.act}, device {device}, torch {torch.__version__}, threads {torch.get_num_threads()}")
-    print(f"{'config':16s} {'step ms':>9s} {'saved MiB':>10s}" + ("  cuda peak MiB" if device.type == "cuda" else ""))
-    for k, r in res.items():
-        extra = f"  {r['cuda_peak_bytes'] / 2**20:13.1f}" if "cuda_peak_bytes" in r else ""
-        print(f"{k:16s} {1e3 * r['step_s']:9.1f} {r['saved_bytes'] / 2**20:10.1f}{extra}")
-    for k in ("pea-weighted", "pea-stochastic"):
-        for base in ("act", "relu"):
-            line = (f"{k} / {base}-only: step time {res[k]['step_s'] / res[base]['step_s']:.3f}x, "
-                    f"saved-for-backward {res[k]['saved_bytes'] / res[base]['saved_bytes']:.3f}x")
-            if "cuda_peak_bytes" in res[k]:
-                line += f", cuda peak {res[k]['cuda_peak_bytes'] / res[base]['cuda_peak_bytes']:.3f}x"
-            print(line)
+    print(f"# batch {args.batch}, {args.size}x{args.size}, small stem, act {args.act}, device {device}, "
+          f"torch {torch.__version__}, threads {torch.get_num_threads()}, amp {args.amp}, "
+          f"channels_last {args.channels_last}, compile {args.compile}")
+    for spec in args.models.split(","):
+        argv = ["--models", spec, "--batch", str(args.batch), "--size", str(args.size), "--act", args.act,
+                "--steps", str(args.steps), "--warmup", str(args.warmup), "--device", args.device]
+        argv += [flag for flag, on in (("--amp", args.amp), ("--channels-last", args.channels_last),
+                                       ("--compile", args.compile)) if on]
+        res = {k: _child(k, argv) for k in kinds}
+        print(f"\n## {spec.replace(':', ' width ')}")
+        mem = "cuda peak MiB" if device.type == "cuda" else "peak RSS MiB"
+        print(f"{'config':16s} {'step ms':>9s} {'saved MiB':>10s} {mem:>14s}")
+        for k, r in res.items():
+            peak = r.get("cuda_peak_bytes", r["peak_rss_bytes"])
+            print(f"{k:16s} {1e3 * r['step_s']:9.1f} {r['saved_bytes'] / 2**20:10.1f} {peak / 2**20:14.1f}")
+        for k in ("pea-weighted", "pea-stochastic"):
+            for base in ("act", "relu"):
+                a, b = res[k], res[base]
+                peak = "cuda_peak_bytes" if "cuda_peak_bytes" in a else "peak_rss_bytes"
+                print(f"{k} / {base}-only: step time {a['step_s'] / b['step_s']:.3f}x, saved-for-backward "
+                      f"{a['saved_bytes'] / b['saved_bytes']:.3f}x, peak memory {a[peak] / b[peak]:.3f}x")
 
 
 if __name__ == "__main__":

@@ -6,49 +6,12 @@ one field of the recipe file. Heavy imports happen inside the command so `--help
 
 from __future__ import annotations
 
-from dataclasses import MISSING, fields
-
 import click
 
-from ..train.recipe import SECTIONS
 from .errors import handle_errors
+from .recipe_flags import recipe_options, recipe_overrides
 
 PROG = "pea-train"
-
-
-def _list_of(kind):
-    def parse(ctx, param, value):
-        if value is None:
-            return None
-        items = [v.strip() for v in value.split(",") if v.strip()]
-        try:
-            return [kind(v) for v in items]
-        except ValueError:
-            raise click.BadParameter(f"expected a comma-separated list, got {value!r}") from None
-    return parse
-
-
-def _recipe_options(fn):
-    """Add one option per recipe field (kebab-case), each defaulting to None = "keep the recipe's"."""
-    for section, cls in reversed(list(SECTIONS.items())):
-        for f in reversed(fields(cls)):
-            flag = f.metadata.get("flag") or f.name.replace("_", "-")
-            dest = f"{section}__{f.name}"
-            default = f.default if f.default is not MISSING else f.default_factory()
-            help_ = f.metadata["help"]
-            choices = f.metadata.get("choices")
-            if isinstance(default, bool):
-                opt = click.option(f"--{flag}/--no-{flag}", dest, default=None, help=help_)
-            elif isinstance(default, list):
-                kind = float if f.name == "lr_steps" else str
-                opt = click.option(f"--{flag}", dest, default=None, callback=_list_of(kind), help=help_)
-            else:
-                kind = click.Choice(choices) if choices else (
-                    float if isinstance(default, float) or f.name == "dropout" else
-                    int if isinstance(default, int) else str)
-                opt = click.option(f"--{flag}", dest, type=kind, default=None, help=help_)
-            fn = opt(fn)
-    return fn
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -59,7 +22,7 @@ def _recipe_options(fn):
               help="continue the run in this directory from its last checkpoint")
 @click.option("--list-recipes", is_flag=True, help="print the built-in recipes and exit")
 @click.option("-q", "--quiet", is_flag=True, help="no progress bar or per-epoch lines")
-@_recipe_options
+@recipe_options
 @handle_errors(PROG)
 def main(recipe, no_pea, upper_limit, resume_dir, list_recipes, quiet, **overrides):
     """Train RECIPE (a TOML file or a built-in recipe name; default: the embedded default) with
@@ -73,7 +36,7 @@ def main(recipe, no_pea, upper_limit, resume_dir, list_recipes, quiet, **overrid
             click.echo(f"{name:40s} {path}")
         return
     log = (lambda msg: None) if quiet else (lambda msg: click.echo(msg, err=True))
-    values = {k.replace("__", "."): v for k, v in overrides.items()}
+    values = recipe_overrides(overrides)
     if no_pea and upper_limit:
         raise ConfigError("--no-pea and --upper-limit exclude each other")
     if no_pea or upper_limit:

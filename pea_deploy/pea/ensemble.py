@@ -5,8 +5,8 @@ with w = r ~ Bernoulli(alpha) drawn per element, channel or tensor. One custom a
 serves both: it saves only the input (and, for the stochastic case, the boolean mask) and recomputes
 the derivatives in backward, so training never keeps the two activation outputs alive.
 
-Exactness: with w in {0, 1} the products are 1*v and 0*v, so at alpha == 1 the output is exactly T(x)
-and at alpha == 0 exactly Act(x), bit for bit (all smooth activations here are finite on finite x).
+Exactness: at alpha == 0 and alpha == 1 the weighted ensemble computes only Act(x) or only T(x), so
+its output is exactly that activation, bit for bit; in between, `lerp_` mixes the two in place.
 """
 
 from __future__ import annotations
@@ -21,6 +21,35 @@ from .activations import Activation, smooth_activation, target_activation
 GRANULARITIES = ("element", "channel", "tensor")
 
 
+# Elements blended per step: the second branch is computed a chunk at a time, so the ensemble's
+# transient memory is a few MiB, not a second activation-sized tensor (peak memory = Act-only's).
+CHUNK = 1 << 18
+
+
+def _chunks(*tensors: Tensor):
+    """Matching flat slices of same-shape, same-layout dense tensors; the whole tensors otherwise."""
+    first = tensors[0]
+    if all(t.is_contiguous() and t.shape == first.shape for t in tensors) and first.numel() > CHUNK:
+        flat = [t.view(-1) for t in tensors]
+        for i in range(0, first.numel(), CHUNK):
+            yield [f[i:i + CHUNK] for f in flat]
+    else:
+        yield list(tensors)
+
+
+def _blend(out: Tensor, other, x: Tensor, weight, *rest: Tensor) -> Tensor:
+    """out <- weight * other(x, *rest) + (1 - weight) * out, in place, chunk by chunk.
+
+    `weight` is a float (lerp_: exact at 0 and 1) or a bool mask of x's shape (True takes other)."""
+    if isinstance(weight, Tensor):
+        for o, m, xc, *rc in _chunks(out, weight, x, *rest):
+            o.copy_(torch.where(m, other(xc, *rc), o))
+    else:
+        for o, xc, *rc in _chunks(out, x, *rest):
+            o.lerp_(other(xc, *rc), weight)
+    return out
+
+
 class _EnsembleFn(torch.autograd.Function):
     """weight is a Python float (weighted) or a bool mask broadcastable to x (stochastic)."""
 
@@ -29,20 +58,30 @@ class _EnsembleFn(torch.autograd.Function):
         ctx.act, ctx.target = act, target
         if isinstance(weight, Tensor):
             ctx.save_for_backward(x, weight)
-            return torch.where(weight, target.fn(x), act.fn(x))
-        ctx.weight = float(weight)
+            if weight.shape != x.shape:  # one draw per channel or tensor: broadcast, unchunked
+                return torch.where(weight, target.fn(x), act.fn(x))
+            return _blend(act.fn(x), target.fn, x, weight)
+        ctx.weight = w = float(weight)
         ctx.save_for_backward(x)
-        return act.fn(x).mul_(1.0 - ctx.weight).add_(target.fn(x), alpha=ctx.weight)
+        # Outside the transition one branch has weight 0: skip it (one kernel, as Act/ReLU alone).
+        if w == 0.0:
+            return act.fn(x)
+        if w == 1.0:
+            return target.fn(x)
+        return _blend(act.fn(x), target.fn, x, w)
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):
         x, *mask = ctx.saved_tensors
-        from_target = ctx.target.vjp(grad_out, x)
-        from_act = ctx.act.vjp(grad_out, x)
-        if mask:
-            return torch.where(mask[0], from_target, from_act), None, None, None
-        w = ctx.weight
-        return from_target.mul_(w).add_(from_act, alpha=1.0 - w), None, None, None
+        act, target = ctx.act, ctx.target
+        if mask and mask[0].shape != x.shape:
+            return torch.where(mask[0], target.vjp(grad_out, x), act.vjp(grad_out, x)), None, None, None
+        if not mask and ctx.weight in (0.0, 1.0):
+            return (target if ctx.weight == 1.0 else act).vjp(grad_out, x), None, None, None
+        grad_out = grad_out.contiguous()
+        weight = mask[0] if mask else ctx.weight
+        grad_in = act.vjp(grad_out, x)
+        return _blend(grad_in, lambda xc, gc: target.vjp(gc, xc), x, weight, grad_out), None, None, None
 
 
 def ensemble(x: Tensor, weight, act: Activation, target: Activation) -> Tensor:

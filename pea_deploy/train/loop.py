@@ -59,8 +59,14 @@ def build_model(recipe: Recipe, num_classes: int, in_channels: int) -> nn.Module
 
 def load_data(recipe: Recipe) -> DatasetSplits:
     d = recipe.data
-    return load_dataset(d.name, data_dir=d.dir, val_fraction=d.val_fraction, split_seed=d.split_seed,
-                        image_size=d.image_size, channels=d.channels)
+    splits = load_dataset(d.name, data_dir=d.dir, val_fraction=d.val_fraction, split_seed=d.split_seed,
+                          image_size=d.image_size, channels=d.channels)
+    if d.train_subset is not None:
+        if not 0 < d.train_subset <= len(splits.train):
+            raise ConfigError(f"data.train_subset must be in 1..{len(splits.train)}, got {d.train_subset}")
+        pick = torch.randperm(len(splits.train), generator=torch.Generator().manual_seed(d.split_seed))
+        splits.train = splits.train.subset(pick[:d.train_subset])
+    return splits
 
 
 @dataclass
@@ -107,14 +113,14 @@ class Trainer:
     """One run: owns the model, optimizer, schedules and run directory; `fit()` trains to the end."""
 
     def __init__(self, recipe: Recipe, out: str | Path | None = None, *, resume: bool = False,
-                 progress: bool | None = None, log=None):
+                 progress: bool | None = None, log=None, data: DatasetSplits | None = None):
         self.recipe = recipe
         self.paths = RunPaths(Path(out or recipe.train.out or f"runs/{recipe.name}"))
         self.progress = sys.stderr.isatty() if progress is None else progress
         self.log = log or (lambda msg: print(msg, file=sys.stderr))
         self.device = resolve_device(recipe.train.device)
         torch.manual_seed(recipe.train.seed)
-        self.data = load_data(recipe)
+        self.data = data if data is not None else load_data(recipe)  # given: runs sharing one dataset
         self.normalize = Normalize(self.data.mean, self.data.std)
         self.model = build_model(recipe, self.data.num_classes, self.data.channels).to(self.device)
         self.steps_per_epoch = steps_per_epoch(len(self.data.train), recipe.data.batch_size)

@@ -16,6 +16,16 @@ from typing import Any
 from ..errors import ConfigError, unknown_name
 
 
+_OPTIONAL_KINDS = {"int | None": int, "float | None": float, "str | None": str}
+
+
+def field_kind(f) -> type | None:
+    """The value type of a recipe field: its default's type, or for an optional field (default None)
+    the type its annotation names."""
+    default = f.default if f.default is not MISSING else f.default_factory()
+    return type(default) if default is not None else _OPTIONAL_KINDS.get(str(f.type))
+
+
 def _f(default, help: str, flag: str | None = None, choices: tuple | None = None):
     """A recipe field with the metadata the CLI turns into a flag."""
     meta = {"help": help, "flag": flag, "choices": choices}
@@ -46,6 +56,7 @@ class DataConfig:
     split_seed: int = _f(0, "seed of that split (fixed, so every run sees the same val set)")
     augment: list = _f(["crop"], "training augmentations, comma-separated: crop, flip")
     crop_padding: int | None = _f(None, "zero padding before the random crop (default: size / 8)")
+    train_subset: int | None = _f(None, "train on a seeded subset of this many training images (quick studies)")
     batch_size: int = _f(64, "training batch size")
     workers: int = _f(0, "loader processes for file-backed datasets")
 
@@ -182,7 +193,7 @@ def _check_value(where: str, value: Any, f) -> None:
         if default is None:
             return
         raise ConfigError(f"{where} must not be empty")
-    expected = type(default) if default is not None else None
+    expected = field_kind(f)
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
         return
     if expected is not None and not isinstance(value, expected) or (expected is int and isinstance(value, bool)):

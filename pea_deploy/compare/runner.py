@@ -1,0 +1,71 @@
+"""Run a comparison: every (setting, seed) as an ordinary training run, skipping finished ones and
+resuming interrupted ones, so a killed comparison continues where it stopped."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..atomic import write_text
+from ..errors import ConfigError
+from ..train.loop import Trainer, load_data
+from ..train.recipe import Recipe
+from .plan import Setting
+
+
+@dataclass
+class RunResult:
+    setting: Setting
+    seed: int
+    final_top1: float
+    wall_time_s: float
+    run_dir: Path
+    reused: bool
+
+
+def _finished_summary(run_dir: Path, epochs: int) -> dict | None:
+    path = run_dir / "summary.json"
+    if not path.exists():
+        return None
+    summary = json.loads(path.read_text())
+    return summary if summary.get("epochs") == epochs else None
+
+
+def _check_plan(out: Path, recipe: Recipe, settings: list[Setting], seeds: int) -> None:
+    """The output directory belongs to one comparison: refuse to mix in runs of another recipe."""
+    plan = {"recipe": recipe.to_dict(), "settings": [s.slug for s in settings], "seeds": seeds}
+    path = out / "comparison.json"
+    if path.exists():
+        old = json.loads(path.read_text())
+        if old["recipe"] != plan["recipe"]:
+            raise ConfigError(f"{out} holds a comparison of a different recipe; use another --out")
+    write_text(path, json.dumps(plan, indent=2) + "\n")
+
+
+def run_comparison(recipe: Recipe, out: str | Path, settings: list[Setting], seeds: int = 3, *,
+                   log=None, progress: bool = False) -> list[RunResult]:
+    """Train each setting over seeds 0..seeds-1 under `out/runs/<setting>/seed<k>`."""
+    if seeds < 1:
+        raise ConfigError(f"--seeds must be at least 1, got {seeds}")
+    out = Path(out)
+    say = log or (lambda msg: None)
+    _check_plan(out, recipe, settings, seeds)
+    results, total = [], len(settings) * seeds
+    data = None  # loaded once: every run of a comparison reads the same data section
+    for i, (setting, seed) in enumerate(((s, k) for s in settings for k in range(seeds)), 1):
+        run_dir = out / "runs" / setting.slug / f"seed{seed}"
+        summary = _finished_summary(run_dir, recipe.train.epochs)
+        reused = summary is not None
+        if summary is None:
+            run_recipe = recipe.with_overrides(setting.overrides(seed))
+            resume = (run_dir / "checkpoints" / "last.pt").exists()
+            say(f"[{i}/{total}] {setting.label}, seed {seed}: {'resuming' if resume else 'training'}")
+            data = data if data is not None else load_data(recipe)
+            summary = Trainer(run_recipe, run_dir, resume=resume, progress=progress,
+                              log=lambda m: None, data=data).fit()
+        results.append(RunResult(setting, seed, float(summary["final_val_top1"]),
+                                 float(summary["wall_time_s"]), run_dir, reused))
+        say(f"[{i}/{total}] {setting.label}, seed {seed}: top-1 {results[-1].final_top1:.2f}%"
+            + (" (finished earlier)" if reused else ""))
+    return results
