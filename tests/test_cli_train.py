@@ -9,6 +9,8 @@ from PIL import Image
 
 from pea_deploy.cli.train import main
 
+from cli_checks import assert_one_error_line
+
 FAST = ["--epochs", "2", "--initial-epochs", "0", "--transition-end", "1", "--width", "0.125", "-q"]
 
 
@@ -17,11 +19,7 @@ def run(*args):
 
 
 def one_error_line(result, code, pattern):
-    assert result.exit_code == code, result.output
-    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("pea-train: error:"), result.stderr
-    assert pattern in lines[0], lines[0]
-    assert "Traceback" not in result.output
+    assert_one_error_line(result, "pea-train", code, pattern)
 
 
 def test_train_then_resume_complete_run(tmp_path):

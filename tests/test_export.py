@@ -24,6 +24,7 @@ from pea_deploy.export.steps import require
 from pea_deploy.train import train
 from pea_deploy.verify import load_profile, verify_model
 
+from cli_checks import assert_one_error_line
 from verify_models import DecomposedSiLU, tiny_cnn
 
 SMOOTH_ONNX = {"Gelu", "Erf", "Sigmoid", "Tanh", "Softplus", "Mish", "Elu", "HardSigmoid", "HardSwish",
@@ -39,11 +40,7 @@ def invoke(*args):
 
 
 def one_error_line(result, code, pattern):
-    assert result.exit_code == code, result.output
-    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("pea-export: error:"), result.stderr
-    assert pattern in lines[0], lines[0]
-    assert "Traceback" not in result.output
+    assert_one_error_line(result, "pea-export", code, pattern)
 
 
 @pytest.fixture(scope="module")
