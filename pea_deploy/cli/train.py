@@ -6,6 +6,8 @@ one field of the recipe file. Heavy imports happen inside the command so `--help
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from .errors import handle_errors
@@ -21,10 +23,14 @@ PROG = "pea-train"
 @click.option("--resume", "resume_dir", type=click.Path(file_okay=False),
               help="continue the run in this directory from its last checkpoint")
 @click.option("--list-recipes", is_flag=True, help="print the built-in recipes and exit")
+@click.option("--nproc", type=int, help="train with N processes (torchrun + DistributedDataParallel: gloo on "
+              "CPU, nccl on CUDA); batch_size stays the global batch")
+@click.option("--stop-after-epoch", type=int,
+              help="stop after this epoch (a resumable pause, e.g. for a time-limited job)")
 @click.option("-q", "--quiet", is_flag=True, help="no progress bar or per-epoch lines")
 @recipe_options
 @handle_errors(PROG)
-def main(recipe, no_pea, upper_limit, resume_dir, list_recipes, quiet, **overrides):
+def main(recipe, no_pea, upper_limit, resume_dir, list_recipes, nproc, stop_after_epoch, quiet, **overrides):
     """Train RECIPE (a TOML file or a built-in recipe name; default: the embedded default) with
     Progressive Ensemble Activations, a ReLU baseline (--no-pea) or the Act upper limit
     (--upper-limit). Writes checkpoints/, metrics.csv, history.png and summary.json to --out."""
@@ -35,6 +41,8 @@ def main(recipe, no_pea, upper_limit, resume_dir, list_recipes, quiet, **overrid
         for name, path in builtin_recipes().items():
             click.echo(f"{name:40s} {path}")
         return
+    if nproc is not None:
+        _relaunch_with_torchrun(nproc)
     log = (lambda msg: None) if quiet else (lambda msg: click.echo(msg, err=True))
     values = recipe_overrides(overrides)
     if no_pea and upper_limit:
@@ -47,11 +55,46 @@ def main(recipe, no_pea, upper_limit, resume_dir, list_recipes, quiet, **overrid
             raise ConfigError("--resume continues a run with its own recipe; drop RECIPE and "
                               f"recipe flags ({', '.join(extra) or recipe})")
         summary = resume(resume_dir, device=values.get("train.device"), progress=not quiet and None,
-                         log=log)
+                         log=log, until_epoch=stop_after_epoch)
         out = resume_dir
     else:
         r = load_recipe(recipe).with_overrides(values)
         out = r.train.out or f"runs/{r.name}"
-        summary = train(r, out, progress=not quiet and None, log=log)
+        summary = train(r, out, progress=not quiet and None, log=log, until_epoch=stop_after_epoch)
+    from ..train.distributed import context_from_env, shutdown
+
+    ctx = context_from_env()
+    shutdown(ctx)
+    if not ctx.is_main:
+        return
     click.echo(f"final val top-1 {summary['final_val_top1']:.2f}%  all alphas 1: "
                f"{summary['all_alphas_one']}  run: {out}  ({summary['wall_time_s']:.1f}s)")
+
+
+def _relaunch_with_torchrun(nproc: int) -> None:
+    """Replace this process by `torchrun --nproc_per_node N -m pea_deploy.cli.train ARGS` (ARGS
+    without --nproc): PyTorch's launcher starts the ranks and sets RANK/WORLD_SIZE/LOCAL_RANK."""
+    import os
+
+    from ..errors import ConfigError
+
+    if nproc < 1:
+        raise ConfigError(f"--nproc must be at least 1, got {nproc}")
+    if "WORLD_SIZE" in os.environ:
+        raise ConfigError("--nproc given inside a torchrun launch; drop one of them")
+    args, skip = [], False
+    for a in sys.argv[1:]:
+        if skip:
+            skip = False
+        elif a == "--nproc":
+            skip = True
+        elif not a.startswith("--nproc="):
+            args.append(a)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+           "-m", "pea_deploy.cli.train", *args]
+    sys.stdout.flush()
+    os.execv(sys.executable, cmd)
+
+
+if __name__ == "__main__":
+    main()

@@ -57,10 +57,12 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
 
 
 def iterate(data: TensorImages | FileImages, batch_size: int, *, shuffle: bool,
-            gen: torch.Generator | None = None, drop_last: bool = False,
-            workers: int = 0) -> Iterator[tuple[Tensor, Tensor]]:
-    """Yield (uint8 images, labels) batches; order from `gen` when shuffling."""
-    order = torch.randperm(len(data), generator=gen) if shuffle else torch.arange(len(data))
+            gen: torch.Generator | None = None, drop_last: bool = False, workers: int = 0,
+            order: Tensor | None = None) -> Iterator[tuple[Tensor, Tensor]]:
+    """Yield (uint8 images, labels) batches: in `order` when given (e.g. a DistributedSampler's
+    indices), else shuffled with `gen`, else in dataset order."""
+    if order is None:
+        order = torch.randperm(len(data), generator=gen) if shuffle else torch.arange(len(data))
     stop = len(order) - (len(order) % batch_size if drop_last else 0)
     if isinstance(data, TensorImages):
         for i in range(0, stop, batch_size):

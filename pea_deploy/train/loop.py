@@ -20,6 +20,7 @@ from ..data.images import DatasetSplits
 from ..errors import CheckpointError, ConfigError, TrainingDiverged
 from ..nets import build_net
 from ..pea import AlphaSchedule, AlphaScheduler, alphas, convert, replace_relus_with_act
+from . import distributed as dist_
 from .checkpoint import load_checkpoint, save_checkpoint
 from .history import plot_history, write_json, write_metrics_csv
 from .optim import LRSchedule, build_optimizer
@@ -48,6 +49,8 @@ def build_model(recipe: Recipe, num_classes: int, in_channels: int) -> nn.Module
         options["dropout"] = m.dropout
     if m.relu6:
         options["relu6"] = True
+    if m.norm != "batch":
+        options["norm"] = m.norm
     net = build_net(m.name, num_classes, in_channels, **options)
     if p.mode == "pea":
         convert(net, act=p.act, variant=p.variant, target=p.target, swish_beta=p.swish_beta,
@@ -118,11 +121,24 @@ class Trainer:
         self.paths = RunPaths(Path(out or recipe.train.out or f"runs/{recipe.name}"))
         self.progress = sys.stderr.isatty() if progress is None else progress
         self.log = log or (lambda msg: print(msg, file=sys.stderr))
+        self.dist = dist_.context_from_env()
         self.device = resolve_device(recipe.train.device)
+        if self.dist.enabled and self.device.type == "cuda":
+            self.device = torch.device("cuda", self.dist.local_rank)
+        self.dist = dist_.init_process_group(self.dist, self.device)
+        self.local_batch = dist_.local_batch_size(recipe.data.batch_size, self.dist)
+        if not self.dist.is_main:
+            self.log = lambda msg: None  # one set of outputs: rank 0 speaks and writes
         torch.manual_seed(recipe.train.seed)
         self.data = data if data is not None else load_data(recipe)  # given: runs sharing one dataset
         self.normalize = Normalize(self.data.mean, self.data.std)
         self.model = build_model(recipe, self.data.num_classes, self.data.channels).to(self.device)
+        # The module the training step runs: DDP around the model when distributed. Weights are
+        # shared, so checkpoints, alphas and evaluation use self.model directly.
+        self.trained = dist_.wrap_model(self.model, self.dist, self.device)
+        if self.dist.rank > 0:  # own stochastic masks and dropout per rank; rank 0 = single process
+            torch.manual_seed(recipe.train.seed + 1_000_003 * self.dist.rank)
+        self.alpha_checks = 0
         self.steps_per_epoch = steps_per_epoch(len(self.data.train), recipe.data.batch_size)
         self.optimizer = build_optimizer(self.model, recipe.optim)
         self.lr_schedule = LRSchedule.from_config(recipe.optim, self.steps_per_epoch, recipe.train.epochs)
@@ -139,6 +155,10 @@ class Trainer:
     # -- state -------------------------------------------------------------------------------
     def state_dict(self) -> dict:
         rng = {"torch": torch.get_rng_state()}
+        if self.dist.enabled:  # every rank's own stream, so a resumed run draws what it would have
+            states = [None] * self.dist.world_size
+            torch.distributed.all_gather_object(states, torch.get_rng_state())
+            rng["torch_per_rank"] = states
         if torch.cuda.is_available():
             rng["cuda"] = torch.cuda.get_rng_state_all()
         return {
@@ -170,7 +190,15 @@ class Trainer:
         self.wall_time = float(state.get("wall_time_s", 0.0))
         if self.alpha_scheduler and state.get("alpha_scheduler"):
             self.alpha_scheduler.load_state_dict(state["alpha_scheduler"])
-        torch.set_rng_state(state["rng"]["torch"].cpu())
+        per_rank = state["rng"].get("torch_per_rank")
+        if self.dist.enabled or per_rank:
+            if not per_rank or len(per_rank) != self.dist.world_size:
+                raise ConfigError(f"cannot resume {self.paths.root}: it was trained by "
+                                  f"{len(per_rank) if per_rank else 1} process(es), this run has "
+                                  f"{self.dist.world_size}; resume with the same number")
+            torch.set_rng_state(per_rank[self.dist.rank].cpu())
+        else:
+            torch.set_rng_state(state["rng"]["torch"].cpu())
         if "cuda" in state["rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
         self.log(f"resumed {self.paths.root} at epoch {self.epoch} (step {self.global_step})")
@@ -181,9 +209,11 @@ class Trainer:
 
         r = self.recipe
         self.model.train()
-        gen = epoch_generator(r.train.seed, self.epoch)
+        gen = epoch_generator(r.train.seed + 1_000_003 * self.dist.rank, self.epoch)
         pad = r.data.crop_padding if r.data.crop_padding is not None else max(1, self.data.image_size // 8)
-        batches = iterate(self.data.train, r.data.batch_size, shuffle=True, gen=gen, drop_last=True,
+        order = dist_.epoch_indices(len(self.data.train), r.train.seed, self.epoch, self.dist,
+                                    r.data.batch_size)
+        batches = iterate(self.data.train, self.local_batch, shuffle=False, order=order, drop_last=True,
                           workers=r.data.workers)
         bar = tqdm(batches, total=self.steps_per_epoch, disable=not self.progress, leave=False,
                    desc=f"epoch {self.epoch + 1}/{r.train.epochs}", file=sys.stderr, dynamic_ncols=True)
@@ -194,7 +224,7 @@ class Trainer:
             if self.alpha_scheduler:
                 alpha = self.alpha_scheduler.step()
             lr = self.lr_schedule.apply(self.optimizer, self.global_step)
-            logits = self.model(x)
+            logits = self.trained(x)
             loss = F.cross_entropy(logits, y, label_smoothing=r.optim.label_smoothing)
             if not math.isfinite(loss.item()):
                 raise TrainingDiverged(
@@ -209,6 +239,13 @@ class Trainer:
             n += len(y)
             bar.set_postfix(loss=f"{loss_sum / n:.3f}", acc=f"{100 * correct / n:.1f}", alpha=f"{alpha:.3f}")
         bar.close()
+        if self.dist.enabled:  # epoch statistics over every rank's share of the batches
+            totals = torch.tensor([loss_sum, correct, n], dtype=torch.float64, device=self.device)
+            torch.distributed.all_reduce(totals)
+            loss_sum, correct, n = totals.tolist()
+            if not dist_.same_on_all_ranks([float(self.global_step), alpha], self.dist):
+                raise RuntimeError(f"alpha schedule out of step across ranks at step {self.global_step}")
+            self.alpha_checks += 1
         return {"lr": lr, "train_loss": loss_sum / max(n, 1), "train_top1": 100.0 * correct / max(n, 1)}
 
     def fit(self, until_epoch: int | None = None) -> dict:
@@ -231,18 +268,22 @@ class Trainer:
                    "val_top1": round(val_top1, 3), "epoch_time_s": round(dt, 3)}
             self.history.append(row)
             relu_only = r.pea.mode != "act" and alpha == 1.0
+            state = self.state_dict()  # a collective when distributed: every rank builds it
             if relu_only and val_top1 > self.best.get("val_top1", -1.0):
                 self.best = {"epoch": self.epoch, "val_top1": val_top1}
-                save_checkpoint(self.paths.best, self.state_dict())
-            save_checkpoint(self.paths.last, self.state_dict())
-            write_metrics_csv(self.paths.root / "metrics.csv", self.history)
+                if self.dist.is_main:
+                    save_checkpoint(self.paths.best, state)
+            if self.dist.is_main:
+                save_checkpoint(self.paths.last, state)
+                write_metrics_csv(self.paths.root / "metrics.csv", self.history)
+            dist_.barrier(self.dist)
             self.log(f"epoch {self.epoch}/{r.train.epochs}  alpha {alpha:.4f}  lr {stats['lr']:.4g}  "
                      f"train {stats['train_top1']:.2f}%  val {val_top1:.2f}%  ({dt:.1f}s)")
         return self.finish()
 
     def finish(self) -> dict:
         r = self.recipe
-        if self.history:
+        if self.history and self.dist.is_main:
             plot_history(self.paths.root / "history.png", self.history,
                          f"{r.name}: {r.model.name} on {r.data.name}, mode={r.pea.mode}")
         final_alphas = alphas(self.model)
@@ -255,26 +296,32 @@ class Trainer:
             "all_alphas_one": all(a == 1.0 for a in final_alphas.values()),
             "wall_time_s": round(self.wall_time, 2), "device": str(self.device),
             "batch_size": r.data.batch_size, "steps_per_epoch": self.steps_per_epoch,
+            "distributed": {
+                "world_size": self.dist.world_size, "backend": self.dist.backend,
+                "global_batch": r.data.batch_size, "per_process_batch": self.local_batch,
+                "lr_scaling": "none: batch_size is the global batch, the same as a single-process run",
+                "alpha_checked_across_ranks": self.alpha_checks},
             "alpha_schedule": self.alpha_schedule.to_dict() if r.pea.mode == "pea" else None,
             "dataset": self.data.describe(), "checkpoint": str(self.paths.last),
             "recipe": r.to_dict(),
         }
-        write_json(self.paths.root / "summary.json", summary)
+        if self.dist.is_main:
+            write_json(self.paths.root / "summary.json", summary)
         return summary
 
 
 def train(recipe: Recipe, out: str | Path | None = None, *, resume: bool = False,
-          progress: bool | None = None, log=None) -> dict:
-    """Train `recipe` into run directory `out` (resume from its last checkpoint if asked); return
-    the summary that is also written to `out/summary.json`."""
-    return Trainer(recipe, out, resume=resume, progress=progress, log=log).fit()
+          progress: bool | None = None, log=None, until_epoch: int | None = None) -> dict:
+    """Train `recipe` into run directory `out` (resume from its last checkpoint if asked), to the
+    end or until `until_epoch`; return the summary that is also written to `out/summary.json`."""
+    return Trainer(recipe, out, resume=resume, progress=progress, log=log).fit(until_epoch)
 
 
 def resume(run_dir: str | Path, *, device: str | None = None, progress: bool | None = None,
-           log=None) -> dict:
+           log=None, until_epoch: int | None = None) -> dict:
     """Continue the run in `run_dir` from its last checkpoint, with the run's own recipe."""
     state = load_checkpoint(run_dir)
     recipe = Recipe.from_dict(state["recipe"], source=f"{run_dir} checkpoint")
     if device:
         recipe = recipe.with_overrides({"train.device": device})
-    return Trainer(recipe, run_dir, resume=True, progress=progress, log=log).fit()
+    return Trainer(recipe, run_dir, resume=True, progress=progress, log=log).fit(until_epoch)

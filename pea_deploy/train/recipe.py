@@ -43,6 +43,8 @@ class ModelConfig:
                    ("imagenet", "small"))
     dropout: float | None = _f(None, "dropout before the classifier (default: the net's own)")
     relu6: bool = _f(False, "MobileNet: ReLU6 instead of ReLU")
+    norm: str = _f("batch", "ResNet normalisation: batch (deploys: folds into conv) or group (batch-size "
+                   "independent: a distributed CPU run equals a single-process one)", None, ("batch", "group"))
 
 
 @dataclass
