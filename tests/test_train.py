@@ -83,3 +83,25 @@ def test_checkpoint_errors(tmp_path):
         load_checkpoint(foreign)
     with pytest.raises(CheckpointError, match="not a run directory"):
         load_checkpoint(tmp_path)
+
+
+def test_bf16_autocast_and_channels_last_train_on_cpu(tiny_recipe, tmp_path):
+    """The mixed-precision path (bf16 autocast, NHWC memory format) runs real steps to alpha 1."""
+    from pea_deploy.train import train
+
+    recipe = tiny_recipe.with_overrides({"train.amp": "bf16", "train.channels_last": True})
+    summary = train(recipe, tmp_path, progress=False, log=lambda m: None)
+    assert summary["all_alphas_one"] and summary["final_val_top1"] > 20.0
+
+
+def test_fp16_needs_cuda(tiny_recipe, tmp_path):
+    import pytest
+    import torch
+
+    from pea_deploy.errors import ConfigError
+    from pea_deploy.train import train
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA present: fp16 is allowed")
+    with pytest.raises(ConfigError, match="fp16 needs CUDA"):
+        train(tiny_recipe.with_overrides({"train.amp": "fp16"}), tmp_path, progress=False, log=lambda m: None)

@@ -133,6 +133,13 @@ class Trainer:
         self.data = data if data is not None else load_data(recipe)  # given: runs sharing one dataset
         self.normalize = Normalize(self.data.mean, self.data.std)
         self.model = build_model(recipe, self.data.num_classes, self.data.channels).to(self.device)
+        t = recipe.train
+        if t.amp == "fp16" and self.device.type != "cuda":
+            raise ConfigError("train.amp fp16 needs CUDA; use bf16 on CPU")
+        self.memory_format = torch.channels_last if t.channels_last else torch.contiguous_format
+        self.model = self.model.to(memory_format=self.memory_format)
+        self.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(t.amp)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=t.amp == "fp16")
         # The module the training step runs: DDP around the model when distributed. Weights are
         # shared, so checkpoints, alphas and evaluation use self.model directly.
         self.trained = dist_.wrap_model(self.model, self.dist, self.device)
@@ -164,7 +171,7 @@ class Trainer:
         return {
             "recipe": self.recipe.to_dict(), "dataset": self.data.describe(), "epoch": self.epoch,
             "global_step": self.global_step, "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
+            "optimizer": self.optimizer.state_dict(), "grad_scaler": self.scaler.state_dict(),
             "alpha_scheduler": self.alpha_scheduler.state_dict() if self.alpha_scheduler else None,
             "alpha_schedule": self.alpha_schedule.to_dict(), "steps_per_epoch": self.steps_per_epoch,
             "rng": rng, "history": self.history, "best": self.best, "wall_time_s": self.wall_time,
@@ -182,6 +189,8 @@ class Trainer:
         try:
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
+            if state.get("grad_scaler"):
+                self.scaler.load_state_dict(state["grad_scaler"])
         except (RuntimeError, ValueError, KeyError) as e:
             raise CheckpointError(f"{self.paths.last} does not match the recipe's model: "
                                   f"{str(e).splitlines()[0]}") from None
@@ -218,21 +227,29 @@ class Trainer:
         bar = tqdm(batches, total=self.steps_per_epoch, disable=not self.progress, leave=False,
                    desc=f"epoch {self.epoch + 1}/{r.train.epochs}", file=sys.stderr, dynamic_ncols=True)
         loss_sum, correct, n, lr, alpha = 0.0, 0, 0, 0.0, 1.0
+        pin = self.device.type == "cuda"  # pinned host memory: the copy overlaps the compute
         for images, labels in bar:
-            x = self.normalize(augment(images, tuple(r.data.augment), pad, gen).to(self.device))
-            y = labels.to(self.device)
+            images = augment(images, tuple(r.data.augment), pad, gen)
+            if pin:
+                images, labels = images.pin_memory(), labels.pin_memory()
+            x = self.normalize(images.to(self.device, non_blocking=pin))
+            x = x.contiguous(memory_format=self.memory_format)
+            y = labels.to(self.device, non_blocking=pin)
             if self.alpha_scheduler:
                 alpha = self.alpha_scheduler.step()
             lr = self.lr_schedule.apply(self.optimizer, self.global_step)
-            logits = self.trained(x)
-            loss = F.cross_entropy(logits, y, label_smoothing=r.optim.label_smoothing)
+            with torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.float32,
+                                enabled=self.autocast_dtype is not None):
+                logits = self.trained(x)
+                loss = F.cross_entropy(logits.float(), y, label_smoothing=r.optim.label_smoothing)
             if not math.isfinite(loss.item()):
                 raise TrainingDiverged(
                     f"loss became {loss.item()} at step {self.global_step} (epoch {self.epoch + 1}, "
                     f"alpha {alpha:.4f}, lr {lr:.4g}); last good checkpoint kept: {self.paths.last}")
             self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
+            self.scaler.scale(loss).backward()  # the scaler is a pass-through unless amp is fp16
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
             self.global_step += 1
             loss_sum += loss.item() * len(y)
             correct += (logits.argmax(1) == y).sum().item()

@@ -102,6 +102,9 @@ class TrainConfig:
     device: str = _f("auto", "cpu, cuda, cuda:N or auto")
     out: str | None = _f(None, "run directory (default: runs/RECIPE_NAME)")
     eval_batch_size: int = _f(256, "batch size for validation")
+    amp: str = _f("off", "mixed precision: off, bf16 (CUDA or CPU) or fp16 (CUDA, with a grad scaler)", None,
+                  ("off", "bf16", "fp16"))
+    channels_last: bool = _f(False, "NHWC memory format for the net and its inputs (faster convs on GPUs)")
 
 
 SECTIONS = {"model": ModelConfig, "data": DataConfig, "pea": PEAConfig, "optim": OptimConfig,
