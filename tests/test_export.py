@@ -92,6 +92,17 @@ def test_refuses_alpha_below_one(unfinished_run, tmp_path):
     assert r.exit_code == 3
 
 
+def test_upper_limit_run_is_refused(tmp_path):
+    from pea_deploy.train import load_recipe
+
+    recipe = load_recipe().with_overrides({"train.epochs": 1, "pea.initial_epochs": 0, "pea.transition_end": 1,
+                                           "model.width": 0.125, "pea.mode": "act"})
+    train(recipe, tmp_path / "up", progress=False, log=lambda m: None)
+    one_error_line(invoke(tmp_path / "up", "--target", "relu-only", "--out", tmp_path / "o"), 2,
+                   "upper-limit run (gelu only")
+    assert not (tmp_path / "o").exists()
+
+
 def test_stripped_net_equals_trained_net(run_dir, exported):
     trained = load_trained(run_dir)
     val = validation_inputs(trained, load_splits(trained))

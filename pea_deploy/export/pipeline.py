@@ -160,8 +160,8 @@ def export_checkpoint(source: str | Path, target: str | Profile, out: str | Path
     out = Path(out)
     staging = _prepare_out_dir(out)
     try:
-        say(f"checkpoint {trained.checkpoint} (epoch {trained.epoch}): {len(alphas)} ensemble(s), "
-            f"all alpha = 1")
+        found = f"{len(alphas)} ensemble(s), all alpha = 1" if alphas else "no ensembles (ReLU baseline)"
+        say(f"checkpoint {trained.checkpoint} (epoch {trained.epoch}): {found}")
         stripped, strip_diff = timed("strip_s", strip_and_compare, trained.model, val.images)
         say(f"stripped to ReLU-only: max |stripped - trained| = {strip_diff:g} on {len(val.images)} images")
         made: list[str] = []

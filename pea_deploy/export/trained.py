@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import AlphaNotOneError, CheckpointError, ConfigError
+from ..errors import AlphaNotOneError, CheckpointError, ConfigError, ConversionError
 from ..pea import AlphaSchedule, alphas
 from ..train.checkpoint import load_checkpoint, resolve_checkpoint
 from ..train.loop import build_model
@@ -83,6 +83,10 @@ def schedule_context(trained: TrainedModel) -> str:
 def require_deployable(trained: TrainedModel) -> dict[str, float]:
     """The alpha gate: every ensemble at exactly 1, else AlphaNotOneError (exit 3) listing each
     module path with its alpha and the schedule. Returns {module path: alpha}."""
+    if trained.recipe.pea.mode == "act":
+        raise ConversionError(f"refusing to export {trained.checkpoint}: it is an upper-limit run "
+                              f"({trained.recipe.pea.act} only, pea.mode = act) with no ReLU form; export "
+                              f"a PEA run or the ReLU baseline")
     found = alphas(trained.model)
     below = {name: a for name, a in found.items() if a != 1.0}
     if below:
