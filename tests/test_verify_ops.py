@@ -295,3 +295,17 @@ def test_fuzzed_files_never_crash(onnx_models, tmp_path):
     assert r.exit_code in (1, 2) and "Traceback" not in r.output and "internal error" not in r.output
     data = json.loads(r.stdout)
     assert data["summary"]["models"] == 60
+
+
+@pytest.mark.parametrize("target", PROFILES)
+def test_describe_is_generated_from_the_profile_and_rules(target):
+    from pea_deploy.verify.rules import NODE_RULES, rule_text
+
+    r = invoke("--target", target, "--describe")
+    assert r.exit_code == 0, r.output
+    p = load_profile(target)
+    for op in p.onnx.ops | p.tflite.ops:
+        assert f"`{op}`" in r.stdout
+    for rule in NODE_RULES:
+        assert rule_text(rule) in r.stdout
+    assert f"ONNX opset {p.export.opset}" in r.stdout

@@ -26,8 +26,10 @@ PROG = "pea-verify-ops"
 @click.option("--output", type=click.Path(dir_okay=False),
               help="write the report to this file (atomically) instead of stdout")
 @click.option("--list-targets", is_flag=True, help="print the built-in profiles and exit")
+@click.option("--describe", is_flag=True,
+              help="print the target's supported operators, limits and rules as Markdown and exit")
 @handle_errors(PROG)
-def main(models, target, profile_file, fmt, output, list_targets):
+def main(models, target, profile_file, fmt, output, list_targets, describe):
     """Check ONNX/TFLite MODELs against an accelerator profile: only ReLU/ReLU6 activations (also
     when decomposed: Erf-GELU, Sigmoid*x, Softplus-Tanh-Mish), only the ops, dtypes and shapes the
     target runs."""
@@ -42,9 +44,14 @@ def main(models, target, profile_file, fmt, output, list_targets):
         return
     if bool(target) == bool(profile_file):
         raise ConfigError("give exactly one of --target NAME or --profile FILE")
+    profile = load_profile(target) if target else load_profile_file(profile_file)
+    if describe:
+        from ..verify.describe import describe_profile
+
+        click.echo(describe_profile(profile), nl=False)
+        return
     if not models:
         raise ConfigError("no MODEL given")
-    profile = load_profile(target) if target else load_profile_file(profile_file)
     reports = verify_models(models, profile)
     for r in reports:
         if r.verdict == "ERROR":
