@@ -42,7 +42,7 @@ def test_table_arithmetic():
     assert table.best_pea.std == pytest.approx(1.4142, abs=1e-4)
     assert table.gap_closed == pytest.approx((83 - 81) / (86 - 81))
     md = to_markdown(table)
-    assert "it beats the ReLU baseline (81.00 %) by +2.00 points" in md and "closes 40 %" in md
+    assert "it beats the ReLU baseline (81.00 %), +2.00 points" in md and "closes 40 %" in md
     worse = build_table(res(base, 80) + res(upper, 86) + res(w, 79))
     assert "does not beat" in to_markdown(worse)
 

@@ -75,7 +75,7 @@ def to_markdown(t: Table) -> str:
     if t.best_pea:
         verdict = "beats" if t.best_pea.mean > t.baseline.mean else "does not beat"
         lines += ["", f"Best PEA setting: **{t.best_pea.label}**, {t.best_pea.mean:.2f} %: it {verdict} the "
-                      f"ReLU baseline ({t.baseline.mean:.2f} %) by {t.best_pea.mean - t.baseline.mean:+.2f} points."]
+                      f"ReLU baseline ({t.baseline.mean:.2f} %), {t.best_pea.mean - t.baseline.mean:+.2f} points."]
         up = t.upper_for_best
         if up and up.mean > t.baseline.mean:
             lines.append(f"It closes {100 * t.gap_closed:.0f} % of the gap between the baseline and the "
