@@ -105,3 +105,20 @@ def test_fp16_needs_cuda(tiny_recipe, tmp_path):
         pytest.skip("CUDA present: fp16 is allowed")
     with pytest.raises(ConfigError, match="fp16 needs CUDA"):
         train(tiny_recipe.with_overrides({"train.amp": "fp16"}), tmp_path, progress=False, log=lambda m: None)
+
+
+def test_resume_accepts_a_checkpoint_from_before_new_recipe_fields(tiny_recipe, tmp_path):
+    """A field added by a later version (here train.amp) takes its default, not 'recipe differs'."""
+    import torch
+
+    from pea_deploy.train.checkpoint import load_checkpoint, save_checkpoint
+    from pea_deploy.train.loop import Trainer
+
+    Trainer(tiny_recipe, tmp_path, progress=False, log=lambda m: None).fit(until_epoch=1)
+    state = load_checkpoint(tmp_path)
+    del state["recipe"]["train"]["amp"]
+    save_checkpoint(tmp_path / "checkpoints" / "last.pt", {k: v for k, v in state.items()
+                                                           if k not in ("format", "format_version",
+                                                                        "pea_deploy_version")})
+    summary = Trainer(tiny_recipe, tmp_path, resume=True, progress=False, log=lambda m: None).fit()
+    assert summary["epochs"] == tiny_recipe.train.epochs and torch.isfinite(torch.tensor(summary["final_val_top1"]))

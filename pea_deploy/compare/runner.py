@@ -38,7 +38,7 @@ def _check_plan(out: Path, recipe: Recipe, settings: list[Setting], seeds: int) 
     path = out / "comparison.json"
     if path.exists():
         old = json.loads(path.read_text())
-        if old["recipe"] != plan["recipe"]:
+        if Recipe.from_dict(old["recipe"]).to_dict() != plan["recipe"]:  # newer fields at their defaults
             raise ConfigError(f"{out} holds a comparison of a different recipe; use another --out")
     write_text(path, json.dumps(plan, indent=2) + "\n")
 

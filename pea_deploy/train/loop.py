@@ -72,6 +72,13 @@ def load_data(recipe: Recipe) -> DatasetSplits:
     return splits
 
 
+def _normalized(recipe: dict) -> dict:
+    try:
+        return Recipe.from_dict(recipe).to_dict()
+    except ConfigError:
+        return recipe
+
+
 @dataclass
 class RunPaths:
     root: Path
@@ -181,7 +188,8 @@ class Trainer:
         if not self.paths.last.exists():
             raise CheckpointError(f"cannot resume: {self.paths.last} does not exist")
         state = load_checkpoint(self.paths.last, map_location=self.device)
-        changed = [k for k in _diff_recipes(state["recipe"], self.recipe.to_dict())
+        # Through Recipe first: fields added by a newer pea-deploy take their defaults, not "changed".
+        changed = [k for k in _diff_recipes(_normalized(state["recipe"]), self.recipe.to_dict())
                    if k not in RESUMABLE_CHANGES]
         if changed:
             raise ConfigError(f"cannot resume {self.paths.root}: recipe differs from the run's in "
