@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ..atomic import atomic_path
+from .deploy_fold import deployable_copy
 from .steps import step
 
 
@@ -45,7 +46,7 @@ def export_onnx(model: nn.Module, example: torch.Tensor, path: str | Path, opset
     import onnx
     import onnxsim
 
-    model = model.eval()
+    model = deployable_copy(model)
     with step(f"ONNX export (torch.onnx, opset {opset})"):
         proto = onnx.load_from_string(_export_bytes(model, example, opset))
     with step("ONNX simplification (onnxsim)"):

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ..atomic import atomic_path
+from .deploy_fold import deployable_copy
 from .steps import native_output_captured, require, step
 
 
@@ -23,7 +24,7 @@ def export_tflite_int8(model: nn.Module, calibration: torch.Tensor, path: str | 
     """Write `model` (eval mode, plain ReLU/ReLU6) as a full-integer int8 TFLite file, calibrated on
     `calibration` (normalised NCHW float images; the file takes NHWC int8). Returns the path."""
     require("litert_torch", "the int8 TFLite export", "tflite")
-    model = model.eval()
+    model = deployable_copy(model)
     example = (calibration[:1].contiguous(),)
     with native_output_captured(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torchao/torch.export deprecation notes, not the user's concern

@@ -8,7 +8,7 @@ from torch import nn
 
 from ..errors import ConfigError, unknown_name
 from .alexnet import AlexNetBN
-from .erfnet import ERFNetClassifier
+from .erfnet import ERFNetClassifier, ERFNetSegmentation
 from .mobilenet import MobileNetV1
 from .resnet import BasicBlock, Bottleneck, ResNet
 
@@ -27,6 +27,7 @@ NETS = {
     "mobilenet-v1": MobileNetV1,
     "alexnet-bn": AlexNetBN,
     "erfnet": ERFNetClassifier,
+    "erfnet-seg": ERFNetSegmentation,  # per-pixel logits; training and export wiring are not done yet
 }
 
 

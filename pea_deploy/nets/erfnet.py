@@ -16,9 +16,28 @@ class DownsamplerBlock(nn.Module):
         self.pool = nn.MaxPool2d(2, 2, ceil_mode=True)  # ceil: odd sizes match the conv's output
         self.bn = nn.BatchNorm2d(cout, eps=1e-3)
         self.relu = nn.ReLU(inplace=True)
+        self.pool_affine: nn.Module | None = None  # set by fold_for_deploy
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.pool_affine is not None:  # folded for deployment (see fold_for_deploy)
+            return self.relu(torch.cat([self.conv(x), self.pool_affine(self.pool(x))], 1))
         return self.relu(self.bn(torch.cat([self.conv(x), self.pool(x)], 1)))
+
+    @torch.no_grad()
+    def fold_for_deploy(self) -> None:
+        """Fold the BatchNorm after the concat (exporters cannot fold it: no conv right before it):
+        its conv channels into the conv, its pool channels into a 1x1 depthwise conv. Eval only."""
+        k = self.conv.out_channels
+        scale = self.bn.weight / torch.sqrt(self.bn.running_var + self.bn.eps)
+        shift = self.bn.bias - self.bn.running_mean * scale
+        self.conv.weight.mul_(scale[:k].view(-1, 1, 1, 1))
+        self.conv.bias.mul_(scale[:k]).add_(shift[:k])
+        cin = scale.numel() - k
+        affine = nn.Conv2d(cin, cin, 1, groups=cin, bias=True).to(scale.device)
+        affine.weight.copy_(scale[k:].view(-1, 1, 1, 1))
+        affine.bias.copy_(shift[k:])
+        self.pool_affine = affine
+        self.bn = nn.Identity()
 
 
 class NonBottleneck1D(nn.Module):
@@ -47,7 +66,10 @@ class NonBottleneck1D(nn.Module):
 class ERFNetEncoder(nn.Module):
     def __init__(self, in_channels: int = 3, width: float = 1.0, dropout: float = 0.1):
         super().__init__()
-        c1, c2, c3 = (max(8, int(v * width)) for v in (16, 64, 128))
+        # Each downsampler must add channels (its conv makes cout - cin): keep every stage wider.
+        c1 = max(8, int(16 * width))
+        c2 = max(2 * c1, int(64 * width))
+        c3 = max(2 * c2, int(128 * width))
         layers: list[nn.Module] = [DownsamplerBlock(in_channels, c1), DownsamplerBlock(c1, c2)]
         layers += [NonBottleneck1D(c2, dropout * 0.3, 1) for _ in range(5)]
         layers.append(DownsamplerBlock(c2, c3))
@@ -73,3 +95,37 @@ class ERFNetClassifier(nn.Module):
         return self.fc(self.pool(self.encoder(x)).flatten(1))
 
 
+
+
+class UpsamplerBlock(nn.Module):
+    """3x3 transposed conv, stride 2 (doubles H and W), BatchNorm, ReLU."""
+
+    def __init__(self, cin: int, cout: int):
+        super().__init__()
+        self.conv = nn.ConvTranspose2d(cin, cout, 3, 2, 1, output_padding=1, bias=True)
+        self.bn = nn.BatchNorm2d(cout, eps=1e-3)
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.relu(self.bn(self.conv(x)))
+
+
+class ERFNetSegmentation(nn.Module):
+    """The full ERFNet (Romera et al. 2018) for semantic segmentation: the encoder, then a decoder of
+    two upsampler blocks with two non-bottleneck-1D blocks each and a 2x2/2 transposed-conv output,
+    giving per-pixel class logits at the input resolution (H and W divisible by 8)."""
+
+    def __init__(self, num_classes: int, in_channels: int = 3, width: float = 1.0,
+                 dropout: float = 0.1, stem: str = "imagenet"):
+        super().__init__()
+        del stem  # accepted for a uniform recipe interface
+        self.encoder = ERFNetEncoder(in_channels, width, dropout)
+        c2 = self.encoder.layers[1].bn.num_features   # the encoder's stage widths, mirrored
+        c1 = self.encoder.layers[0].bn.num_features
+        self.decoder = nn.Sequential(
+            UpsamplerBlock(self.encoder.out_channels, c2), NonBottleneck1D(c2, 0.0, 1), NonBottleneck1D(c2, 0.0, 1),
+            UpsamplerBlock(c2, c1), NonBottleneck1D(c1, 0.0, 1), NonBottleneck1D(c1, 0.0, 1),
+            nn.ConvTranspose2d(c1, num_classes, 2, 2, 0, bias=True))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.decoder(self.encoder(x))
