@@ -25,7 +25,8 @@ def handle_errors(prog: str):
             try:
                 return fn(*args, **kwargs)
             except PeaError as e:
-                click.echo(f"{prog}: error: {one_line(e)}", err=True)
+                if os.environ.get("RANK", "0") == "0":  # distributed: one line, from rank 0
+                    click.echo(f"{prog}: error: {one_line(e)}", err=True)
                 sys.exit(e.exit_code)
             except (click.exceptions.Exit, click.ClickException, click.Abort):
                 raise

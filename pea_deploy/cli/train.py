@@ -41,10 +41,10 @@ def main(recipe, no_pea, upper_limit, resume_dir, list_recipes, nproc, stop_afte
         for name, path in builtin_recipes().items():
             click.echo(f"{name:40s} {path}")
         return
-    if nproc is not None:
-        _relaunch_with_torchrun(nproc)
     log = (lambda msg: None) if quiet else (lambda msg: click.echo(msg, err=True))
     values = recipe_overrides(overrides)
+    if nproc is not None:
+        _launch_ranks(nproc, None if resume_dir else load_recipe(recipe).with_overrides(values))
     if no_pea and upper_limit:
         raise ConfigError("--no-pea and --upper-limit exclude each other")
     if no_pea or upper_limit:
@@ -71,17 +71,26 @@ def main(recipe, no_pea, upper_limit, resume_dir, list_recipes, nproc, stop_afte
                f"{summary['all_alphas_one']}  run: {out}  ({summary['wall_time_s']:.1f}s)")
 
 
-def _relaunch_with_torchrun(nproc: int) -> None:
-    """Replace this process by `torchrun --nproc_per_node N -m pea_deploy.cli.train ARGS` (ARGS
-    without --nproc): PyTorch's launcher starts the ranks and sets RANK/WORLD_SIZE/LOCAL_RANK."""
+def _launch_ranks(nproc: int, recipe) -> None:
+    """Run `python -m pea_deploy.cli.train ARGS` (ARGS without --nproc) as N ranks with torchrun's
+    own launcher (torch.distributed.launcher, the engine behind `torchrun --standalone`), in this
+    process, so a failed rank ends as its one error line and its exit code, not a launcher traceback."""
+    import logging
     import os
+    import uuid
+
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
     from ..errors import ConfigError
+    from ..train.distributed import DistContext, local_batch_size
 
     if nproc < 1:
         raise ConfigError(f"--nproc must be at least 1, got {nproc}")
     if "WORLD_SIZE" in os.environ:
         raise ConfigError("--nproc given inside a torchrun launch; drop one of them")
+    if recipe is not None:  # bad input fails here, once, before any rank starts
+        local_batch_size(recipe.data.batch_size, DistContext(world_size=nproc))
     args, skip = [], False
     for a in sys.argv[1:]:
         if skip:
@@ -90,10 +99,16 @@ def _relaunch_with_torchrun(nproc: int) -> None:
             skip = True
         elif not a.startswith("--nproc="):
             args.append(a)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-           "-m", "pea_deploy.cli.train", *args]
-    sys.stdout.flush()
-    os.execv(sys.executable, cmd)
+    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+    config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=str(uuid.uuid4()),
+                          rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0,
+                          monitor_interval=0.1)
+    try:
+        elastic_launch(config, sys.executable)("-m", "pea_deploy.cli.train", *args)
+    except ChildFailedError as e:  # the failing rank 0 has already printed its error line
+        sys.exit(e.get_first_failure()[1].exitcode or 1)
+    sys.exit(0)
 
 
 if __name__ == "__main__":
