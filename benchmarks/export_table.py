@@ -15,12 +15,12 @@ def rows(report: dict) -> list[str]:
     net = f"{rec['model']['name']} w{rec['model']['width']:g} {rec['model']['stem']} stem"
     where = f"{rec['data']['name']} {report['settings']['input_shape_nchw'][2]}px, {net}"
     torch_row = report["parity"][0]
-    out = [f"| {where} | torch fp32 | | {torch_row['top1']:.2f} | | "
+    out = [f"| {where} | torch fp32 | | {torch_row['score']:.2f} | | "
            f"{report['torch_latency_batch1_1thread']['median_ms']:.3f} | |"]
     parity = {r["artefact"]: r for r in report["parity"]}
     for name, a in report["artefacts"].items():
         p = parity[name]
-        out.append(f"| | {name} | {a['bytes'] / 1024:.0f} KiB | {p['top1']:.2f} | {p['agreement']:.2f} | "
+        out.append(f"| | {name} | {a['bytes'] / 1024:.0f} KiB | {p['score']:.2f} | {p['agreement']:.2f} | "
                    f"{a['latency_batch1_1thread']['median_ms']:.3f} ({a['runtime']}) | {a['verify']['verdict']} |")
     t = report["timings_s"]
     vela = report.get("vela")
@@ -32,7 +32,7 @@ def rows(report: dict) -> list[str]:
 
 
 def main(paths: list[str]) -> None:
-    print("| model | artefact | size | top-1 % | agreement % | latency ms (batch 1, 1 thread) | ops check |")
+    print("| model | artefact | size | score % (top-1, or mIoU for segmentation) | agreement % | latency ms (batch 1, 1 thread) | ops check |")
     print("|---|---|---:|---:|---:|---:|---|")
     for path in paths:
         for line in rows(json.loads(Path(path).read_text())):

@@ -164,7 +164,7 @@ def test_parity_table_comes_from_real_runs(run_dir, exported):
         runners["model.int8.tflite"] = TFLiteRunner(exported.out_dir / "model.int8.tflite")
     for name, runner in runners.items():
         top1 = 100.0 * float((runner(val.images.numpy()).argmax(1) == labels).mean())
-        assert rows[name]["top1"] == pytest.approx(top1, abs=1e-3)
+        assert rows[name]["metric"] == "top1" and rows[name]["score"] == pytest.approx(top1, abs=1e-3)
         assert rows[name]["samples"] == len(labels)
         assert rows[name]["drop"] <= 1.0                     # int8 within a point of fp32
     assert rows["model.fp32.onnx"]["max_abs_diff"] < 1e-3 and rows["model.fp32.onnx"]["agreement"] == 100.0

@@ -67,7 +67,8 @@ def main(recipe, no_pea, upper_limit, resume_dir, list_recipes, nproc, stop_afte
     shutdown(ctx)
     if not ctx.is_main:
         return
-    click.echo(f"final val top-1 {summary['final_val_top1']:.2f}%  all alphas 1: "
+    metric = summary["metric"]
+    click.echo(f"final {metric.replace('_', ' ')} {summary['final_' + metric]:.2f}%  all alphas 1: "
                f"{summary['all_alphas_one']}  run: {out}  ({summary['wall_time_s']:.1f}s)")
 
 

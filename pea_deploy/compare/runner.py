@@ -14,14 +14,18 @@ from ..train.recipe import Recipe
 from .plan import Setting
 
 
+METRIC_LABELS = {"val_top1": "top-1", "val_miou": "mIoU"}
+
+
 @dataclass
 class RunResult:
     setting: Setting
     seed: int
-    final_top1: float
+    final_score: float      # the run's final validation metric: top-1 %, or mIoU % for segmentation
     wall_time_s: float
     run_dir: Path
     reused: bool
+    metric: str = "val_top1"
 
 
 def _finished_summary(run_dir: Path, epochs: int) -> dict | None:
@@ -64,8 +68,9 @@ def run_comparison(recipe: Recipe, out: str | Path, settings: list[Setting], see
             data = data if data is not None else load_data(recipe)
             summary = Trainer(run_recipe, run_dir, resume=resume, progress=progress,
                               log=lambda m: None, data=data).fit()
-        results.append(RunResult(setting, seed, float(summary["final_val_top1"]),
-                                 float(summary["wall_time_s"]), run_dir, reused))
-        say(f"[{i}/{total}] {setting.label}, seed {seed}: top-1 {results[-1].final_top1:.2f}%"
+        metric = summary.get("metric", "val_top1")  # summaries from before segmentation name no metric
+        results.append(RunResult(setting, seed, float(summary[f"final_{metric}"]),
+                                 float(summary["wall_time_s"]), run_dir, reused, metric))
+        say(f"[{i}/{total}] {setting.label}, seed {seed}: {METRIC_LABELS[metric]} {results[-1].final_score:.2f}%"
             + (" (finished earlier)" if reused else ""))
     return results

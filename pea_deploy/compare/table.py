@@ -1,5 +1,5 @@
-"""The paper-style table from a comparison's runs: mean +- std top-1 per setting, the best PEA
-setting, and how much of the baseline -> upper-limit gap it closes. Written as CSV, Markdown, PNG."""
+"""The paper-style table from a comparison's runs: mean +- std top-1 (mIoU for segmentation) per
+setting, the best PEA setting, and how much of the baseline -> upper-limit gap it closes. Written as CSV, Markdown, PNG."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..atomic import atomic_path, write_text
-from .runner import RunResult
+from .runner import METRIC_LABELS, RunResult
 
 
 @dataclass
@@ -41,6 +41,7 @@ class Table:
     baseline: Row
     best_pea: Row | None
     upper_for_best: Row | None
+    metric: str = "top-1"
 
     @property
     def gap_closed(self) -> float | None:
@@ -56,18 +57,18 @@ def build_table(results: list[RunResult]) -> Table:
     for r in results:
         s = r.setting
         row = rows.setdefault(s.slug, Row(s.label, s.slug, s.mode, s.act, [], []))
-        row.runs.append(r.final_top1)
+        row.runs.append(r.final_score)
         row.times.append(r.wall_time_s)
     ordered = list(rows.values())
     baseline = next(r for r in ordered if r.mode == "relu")
     pea = [r for r in ordered if r.mode == "pea"]
     best = max(pea, key=lambda r: r.mean) if pea else None
     upper = next((r for r in ordered if r.mode == "act" and best and r.act == best.act), None)
-    return Table(ordered, baseline, best, upper)
+    return Table(ordered, baseline, best, upper, METRIC_LABELS[results[0].metric])
 
 
 def to_markdown(t: Table) -> str:
-    lines = ["| setting | top-1 % (mean ± std) | vs ReLU baseline | runs | train time s (mean) |",
+    lines = [f"| setting | {t.metric} % (mean ± std) | vs ReLU baseline | runs | train time s (mean) |",
              "|---|---:|---:|---:|---:|"]
     for r in t.rows:
         delta = "" if r is t.baseline else f"{r.mean - t.baseline.mean:+.2f}"
@@ -93,15 +94,16 @@ def to_csv(t: Table, results: list[RunResult]) -> tuple[str, str]:
     """(per-setting table, per-run results) as CSV text."""
     table, runs = io.StringIO(), io.StringIO()
     w = csv.writer(table)
-    w.writerow(["setting", "slug", "mode", "act", "runs", "top1_mean", "top1_std", "delta_vs_baseline",
+    key = "miou" if t.metric == "mIoU" else "top1"
+    w.writerow(["setting", "slug", "mode", "act", "runs", f"{key}_mean", f"{key}_std", "delta_vs_baseline",
                 "train_time_s_mean"])
     for r in t.rows:
         w.writerow([r.label, r.slug, r.mode, r.act or "", len(r.runs), f"{r.mean:.4f}", f"{r.std:.4f}",
                     f"{r.mean - t.baseline.mean:.4f}", f"{r.time_s:.2f}"])
     w = csv.writer(runs)
-    w.writerow(["setting", "slug", "seed", "final_val_top1", "wall_time_s", "run_dir"])
+    w.writerow(["setting", "slug", "seed", f"final_val_{key}", "wall_time_s", "run_dir"])
     for r in results:
-        w.writerow([r.setting.label, r.setting.slug, r.seed, r.final_top1, r.wall_time_s, r.run_dir])
+        w.writerow([r.setting.label, r.setting.slug, r.seed, r.final_score, r.wall_time_s, r.run_dir])
     return table.getvalue(), runs.getvalue()
 
 
@@ -121,7 +123,7 @@ def plot(t: Table, path: str | Path, title: str) -> None:
     hi = max(r.mean + r.std for r in t.rows)
     ax.set_ylim(max(0.0, lo - 0.3 * (hi - lo + 0.1)), min(100.0, hi + 0.2 * (hi - lo + 0.1)))
     ax.set_xticks(list(xs), [r.label for r in t.rows], rotation=35, ha="right", fontsize=8)
-    ax.set_ylabel("val top-1 % (mean ± std over seeds)")
+    ax.set_ylabel(f"val {t.metric} % (mean ± std over seeds)")
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
     with atomic_path(path) as tmp:

@@ -15,7 +15,7 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".we
 IN_MEMORY_LIMIT = 60_000  # folders up to this many images are decoded once, up front
 
 
-def _require_dir(data_dir: str | None, what: str) -> Path:
+def require_dir(data_dir: str | None, what: str) -> Path:
     if not data_dir:
         raise DataError(f"dataset {what!r} needs --data-dir")
     root = Path(data_dir)
@@ -42,7 +42,7 @@ def _scan_classes(root: Path, classes: list[str] | None = None):
 def load_image_folder(data_dir: str | None = None, image_size: int = 32, channels: int = 3,
                       val_fraction: float = 0.2, split_seed: int = 0, **_) -> DatasetSplits:
     """`DIR/CLASS/*.png`, or `DIR/train/CLASS/...` with `DIR/val/CLASS/...` (or test/)."""
-    root = _require_dir(data_dir, "image-folder")
+    root = require_dir(data_dir, "image-folder")
     val_dir = next((root / n for n in ("val", "test") if (root / n).is_dir()), None)
     if (root / "train").is_dir() and val_dir is not None:
         classes, paths, labels = _scan_classes(root / "train")
@@ -79,7 +79,7 @@ def _cifar_images(batch: dict, key: str, path: Path) -> TensorImages:
 
 def load_cifar(data_dir: str | None = None, classes: int = 10, **_) -> DatasetSplits:
     """CIFAR-10 (`data_batch_1..5`, `test_batch`) or CIFAR-100 (`train`, `test`) pickle folders."""
-    root = _require_dir(data_dir, f"cifar{classes}")
+    root = require_dir(data_dir, f"cifar{classes}")
     if classes == 10:
         parts = [_unpickle(root / f"data_batch_{i}") for i in range(1, 6)]
         train_parts = [_cifar_images(p, "labels", root) for p in parts]

@@ -41,15 +41,17 @@ class TensorImages:
         return TensorImages(self.images[index], self.labels[index])
 
 
-def load_image(path: Path, channels: int, size: int) -> Tensor:
-    """Read one Pillow-readable image as a uint8 (C, size, size) tensor."""
+def load_image(path: Path, channels: int, size: int | tuple[int, int], *, mask: bool = False) -> Tensor:
+    """Read one Pillow-readable image as a uint8 (C, H, W) tensor resized to `size` (square, or
+    (H, W)); a `mask` (class indices) is read as one channel and resized by nearest neighbour."""
     from PIL import Image, UnidentifiedImageError
 
+    h, w = (size, size) if isinstance(size, int) else size
     try:
         with Image.open(path) as im:
-            im = im.convert("L" if channels == 1 else "RGB")
-            if im.size != (size, size):
-                im = im.resize((size, size), Image.BILINEAR)
+            im = im.convert("L" if channels == 1 or mask else "RGB")
+            if im.size != (w, h):
+                im = im.resize((w, h), Image.NEAREST if mask else Image.BILINEAR)
             arr = np.array(im, dtype=np.uint8)  # a writable copy: torch.from_numpy warns on read-only
     except (OSError, UnidentifiedImageError, ValueError) as e:
         raise DataError(f"cannot read image {path}: {e}") from None
@@ -100,15 +102,27 @@ class DatasetSplits:
     mean: tuple[float, ...] = ()
     std: tuple[float, ...] = ()
     source: str = ""
+    # Segmentation sets: labels are (H, W) uint8 class masks, `ignore_index` marks unscored pixels,
+    # and images may be wider than high (`image_width`; None = square).
+    task: str = "classification"
+    ignore_index: int | None = None
+    image_width: int | None = None
 
     def __post_init__(self):
         if not self.mean:
             self.mean, self.std = channel_stats(self.train)
 
+    @property
+    def input_hw(self) -> tuple[int, int]:
+        return self.image_size, self.image_width or self.image_size
+
     def describe(self) -> dict:
-        return {"name": self.name, "source": self.source, "train": len(self.train), "val": len(self.val),
+        info = {"name": self.name, "source": self.source, "train": len(self.train), "val": len(self.val),
                 "num_classes": self.num_classes, "channels": self.channels, "image_size": self.image_size,
-                "mean": list(self.mean), "std": list(self.std), "classes": self.classes}
+                "mean": list(self.mean), "std": list(self.std), "classes": self.classes, "task": self.task}
+        if self.task == "segmentation":
+            info.update(ignore_index=self.ignore_index, image_width=self.input_hw[1])
+        return info
 
 
 def channel_stats(data: TensorImages | FileImages, max_images: int = 5000) -> tuple[tuple, tuple]:

@@ -38,18 +38,26 @@ def check_augmentations(names) -> tuple[str, ...]:
     return tuple(names)
 
 
-def augment(batch: Tensor, names: tuple[str, ...], pad: int, gen: torch.Generator) -> Tensor:
-    """Random crop after zero padding by `pad` pixels, and random horizontal flip, per sample."""
+def augment(batch: Tensor, names: tuple[str, ...], pad: int, gen: torch.Generator,
+            masks: Tensor | None = None, mask_fill: int = 255):
+    """Random crop after zero padding by `pad` pixels (a random translation), and random horizontal
+    flip, per sample. With `masks` (N, H, W) the same crop and flip move the masks, padded with
+    `mask_fill` (unscored), and (images, masks) is returned."""
     n, _, h, w = batch.shape
     if "crop" in names and pad > 0:
-        padded = F.pad(batch, (pad, pad, pad, pad))
         dy = torch.randint(0, 2 * pad + 1, (n,), generator=gen).tolist()
         dx = torch.randint(0, 2 * pad + 1, (n,), generator=gen).tolist()
+        padded = F.pad(batch, (pad, pad, pad, pad))
         batch = torch.stack([padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(n)])
+        if masks is not None:
+            padded = F.pad(masks, (pad, pad, pad, pad), value=mask_fill)
+            masks = torch.stack([padded[i, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(n)])
     if "flip" in names:
         flip = torch.rand(n, generator=gen) < 0.5
         batch = torch.where(flip.view(-1, 1, 1, 1), batch.flip(3), batch)
-    return batch
+        if masks is not None:
+            masks = torch.where(flip.view(-1, 1, 1), masks.flip(2), masks)
+    return batch if masks is None else (batch, masks)
 
 
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:

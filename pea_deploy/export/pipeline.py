@@ -20,11 +20,12 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError, unknown_name
+from ..metrics import IGNORE_INDEX
 from ..verify import Profile, load_profile, verify_model
 from ..verify.report import model_to_dict
 from .onnx_export import export_onnx
 from .onnx_quant import ACTIVATION_DTYPES, CALIBRATION_METHODS, quantize_onnx
-from .parity import ParityRow, logits_of, parity_rows
+from .parity import METRIC_NAMES, ParityRow, run_parity
 from .runtimes import OnnxRunner, TFLiteRunner, TorchRunner, latency_ms
 from .samples import calibration_inputs, load_splits, validation_inputs
 from .steps import require
@@ -183,11 +184,10 @@ def export_checkpoint(source: str | Path, target: str | Profile, out: str | Path
         for name in made:
             runners[name] = (TFLiteRunner if name.endswith(".tflite") else OnnxRunner)(staging / name)
         t0 = time.perf_counter()
-        logits = {name: logits_of(r, val) for name, r in runners.items()}
-        rows = parity_rows(logits["torch fp32"],
-                           {n: (runners[n].kind, logits[n]) for n in made}, val.labels.numpy())
+        rows = run_parity(runners, val, trained.task, trained.num_classes,
+                          int(trained.dataset.get("ignore_index") or IGNORE_INDEX))
         timings["parity_s"] = round(time.perf_counter() - t0, 3)
-        say("parity: " + ", ".join(f"{r.artefact} {r.top1:.2f}%" for r in rows))
+        say(f"parity ({METRIC_NAMES[rows[0].metric]}): " + ", ".join(f"{r.artefact} {r.score:.2f}%" for r in rows))
 
         t0 = time.perf_counter()
         checks = {}
@@ -217,12 +217,13 @@ def export_checkpoint(source: str | Path, target: str | Profile, out: str | Path
                             "verify": {**model_to_dict(checks[name]), "path": name}}
                      for name in made}
         report = {
-            "schema_version": 1, "tool": "pea-export", "command": command,
+            "schema_version": 2, "tool": "pea-export", "command": command,
             "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "verdict": "FAILED" if failures else "PASSED", "exit_code": exit_code, "failures": failures,
             "checkpoint": {"path": str(trained.checkpoint), "sha256": _sha256(trained.checkpoint),
                            "epoch": trained.epoch, "global_step": trained.global_step,
-                           "recipe": trained.recipe.to_dict()},
+                           "recipe": trained.recipe.to_dict(), "task": trained.task,
+                           "classes": trained.dataset.get("classes")},
             "alpha": {"ensembles": len(alphas), "all_one": True, "values": alphas},
             "strip": {"max_abs_diff": strip_diff, "samples": len(val.images)},
             "target": profile.to_dict(),
@@ -252,8 +253,8 @@ def _failures(rows: list[ParityRow], checks: dict, vela, max_drop: float) -> lis
     failures = []
     for r in rows[1:]:
         if r.drop > max_drop:
-            failures.append(f"parity: {r.artefact} top-1 {r.top1:.2f}% is {r.drop:.2f} points below torch "
-                            f"fp32 ({rows[0].top1:.2f}%), more than --max-drop {max_drop:g}")
+            failures.append(f"parity: {r.artefact} {METRIC_NAMES[r.metric]} {r.score:.2f}% is {r.drop:.2f} points "
+                            f"below torch fp32 ({rows[0].score:.2f}%), more than --max-drop {max_drop:g}")
     for name, check in checks.items():
         if not check.passed:
             codes = sorted({v.reason_code for v in check.violations})

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from ..atomic import write_text
+from .parity import METRIC_NAMES
 
 
 def _kib(n: int) -> str:
@@ -28,11 +29,20 @@ def to_markdown(report: dict) -> str:
     ]
     if report["failures"]:
         lines += ["## Failures", ""] + [f"- {f}" for f in report["failures"]] + [""]
-    lines += ["## Parity", "", "| artefact | runtime | top-1 % | drop (points) | agreement with torch % "
-              "| max abs logit diff |", "|---|---|---:|---:|---:|---:|"]
+    metric = METRIC_NAMES[report["parity"][0]["metric"]]
+    unit = "pixels" if report["parity"][0]["metric"] == "miou" else "images"
+    lines += ["## Parity", "", f"| artefact | runtime | {metric} % | drop (points) | agreement with torch "
+              f"(% of {unit}) | max abs logit diff |", "|---|---|---:|---:|---:|---:|"]
     for r in report["parity"]:
-        lines.append(f"| {r['artefact']} | {r['runtime']} | {r['top1']:.2f} | {r['drop']:.2f} | "
+        lines.append(f"| {r['artefact']} | {r['runtime']} | {r['score']:.2f} | {r['drop']:.2f} | "
                      f"{r['agreement']:.2f} | {r['max_abs_diff']:.4g} |")
+    classes = report["checkpoint"].get("classes")
+    if report["parity"][0].get("iou") and classes:
+        lines += ["", "Per-class IoU %:", "", "| artefact | " + " | ".join(classes) + " |",
+                  "|---|" + "---:|" * len(classes)]
+        for r in report["parity"]:
+            cells = ["n/a" if v is None else f"{v:.2f}" for v in r["iou"]]
+            lines.append(f"| {r['artefact']} | " + " | ".join(cells) + " |")
     lines += ["", "## Artefacts", "", "| file | size | latency batch 1, 1 thread (median / p90 ms) | ops check "
               "| sha256 |", "|---|---:|---:|---|---|"]
     t = report["torch_latency_batch1_1thread"]

@@ -1,8 +1,9 @@
 """Run each artefact the way a deployment would: torch, onnxruntime, the LiteRT interpreter.
 
-Every runner takes normalised NCHW float32 batches and returns float32 logits, so the parity table
-compares like with like; the TFLite runner does the NHWC layout and the int8 (de)quantization of
-input and output with the scales stored in the file, as an application on the device would.
+Every runner takes normalised NCHW float32 batches and returns float32 logits (NCHW for per-pixel
+outputs), so the parity table compares like with like; the TFLite runner does the NHWC layout and
+the int8 (de)quantization of input and output with the scales stored in the file, as an
+application on the device would.
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ class TFLiteRunner:
             self.inp = self.interpreter.get_input_details()[0]
             self.out = self.interpreter.get_output_details()[0]
             self.nhwc = channels_last and len(self.inp["shape"]) == 4  # pea-export writes NHWC input
+            self.nhwc_out = channels_last and len(self.out["shape"]) == 4  # and per-pixel outputs NHWC
             self.interpreter.invoke()  # the first invoke prints the XNNPACK delegate notice
 
     def _quantize(self, x: np.ndarray) -> np.ndarray:
@@ -87,7 +89,8 @@ class TFLiteRunner:
                 sample = sample.transpose(0, 2, 3, 1)
             self.interpreter.set_tensor(self.inp["index"], self._quantize(np.ascontiguousarray(sample)))
             self.interpreter.invoke()
-            rows.append(self._dequantize(self.interpreter.get_tensor(self.out["index"])))
+            y = self._dequantize(self.interpreter.get_tensor(self.out["index"]))
+            rows.append(y.transpose(0, 3, 1, 2) if self.nhwc_out else y)
         return np.concatenate(rows)
 
 

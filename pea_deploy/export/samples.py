@@ -24,7 +24,7 @@ from .trained import TrainedModel
 @dataclass
 class LabelledInputs:
     images: Tensor   # float32 NCHW, normalised
-    labels: Tensor   # int64
+    labels: Tensor   # class per image, or (N, H, W) class masks for segmentation
     source: str
 
 
@@ -64,7 +64,7 @@ def calibration_inputs(trained: TrainedModel, samples: int, *, splits: DatasetSp
     searched recursively) or else a seeded sample of the run's training split."""
     if samples < 1:
         raise DataError(f"--calib-samples must be at least 1, got {samples}")
-    channels, size = trained.input_shape[1], trained.input_shape[2]
+    channels, size = trained.input_shape[1], tuple(trained.input_shape[2:])
     if data_dir is not None:
         root = Path(data_dir)
         if not root.is_dir():

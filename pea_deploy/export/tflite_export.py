@@ -16,16 +16,20 @@ import torch
 from torch import nn
 
 from ..atomic import atomic_path
-from .deploy_fold import deployable_copy
+from .deploy_fold import deployable_copy, transposed_convs_as_subpixel
 from .steps import native_output_captured, require, step
 
 
 def export_tflite_int8(model: nn.Module, calibration: torch.Tensor, path: str | Path) -> Path:
     """Write `model` (eval mode, plain ReLU/ReLU6) as a full-integer int8 TFLite file, calibrated on
-    `calibration` (normalised NCHW float images; the file takes NHWC int8). Returns the path."""
+    `calibration` (normalised NCHW float images; the file takes NHWC int8, and a per-pixel output,
+    e.g. segmentation logits, comes out NHWC too). Returns the path."""
     require("litert_torch", "the int8 TFLite export", "tflite")
     model = deployable_copy(model)
+    transposed_convs_as_subpixel(model)
     example = (calibration[:1].contiguous(),)
+    with torch.no_grad():
+        spatial_output = model(example[0]).dim() == 4
     with native_output_captured(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torchao/torch.export deprecation notes, not the user's concern
         with step("TFLite export (loading litert-torch)"):
@@ -45,7 +49,7 @@ def export_tflite_int8(model: nn.Module, calibration: torch.Tensor, path: str | 
                     prepared(calibration[i:i + 1])
             quantized = quantize_pt2e.convert_pt2e(prepared, fold_quantize=False)
         with step("TFLite conversion (litert-torch)"):
-            nhwc = litert_torch.to_channel_last_io(quantized, args=[0])
+            nhwc = litert_torch.to_channel_last_io(quantized, args=[0], outputs=[0] if spatial_output else None)
             edge = litert_torch.convert(nhwc, (example[0].permute(0, 2, 3, 1).contiguous(),),
                                         quant_config=quant_config.QuantConfig(pt2e_quantizer=quantizer))
             with atomic_path(path) as tmp:

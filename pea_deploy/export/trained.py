@@ -34,8 +34,16 @@ class TrainedModel:
     @property
     def input_shape(self) -> tuple[int, int, int, int]:
         """NCHW shape of one deployed input (batch 1)."""
-        size = int(self.dataset["image_size"])
-        return (1, int(self.dataset["channels"]), size, size)
+        h = int(self.dataset["image_size"])
+        return (1, int(self.dataset["channels"]), h, int(self.dataset.get("image_width") or h))
+
+    @property
+    def task(self) -> str:
+        return self.dataset.get("task", "classification")
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.dataset["num_classes"])
 
 
 def load_trained(source: str | Path, which: str = "best") -> TrainedModel:
@@ -58,7 +66,8 @@ def load_trained(source: str | Path, which: str = "best") -> TrainedModel:
     for key in ("num_classes", "channels", "image_size", "mean", "std"):
         if key not in dataset:
             raise CheckpointError(f"{path} lacks the dataset description ({key}) needed to export")
-    model = build_model(recipe, int(dataset["num_classes"]), int(dataset["channels"]))
+    model = build_model(recipe, int(dataset["num_classes"]), int(dataset["channels"]),
+                        dataset.get("task", "classification"))
     try:
         model.load_state_dict(state["model"])
     except (RuntimeError, KeyError, ValueError) as e:

@@ -27,8 +27,9 @@ NETS = {
     "mobilenet-v1": MobileNetV1,
     "alexnet-bn": AlexNetBN,
     "erfnet": ERFNetClassifier,
-    "erfnet-seg": ERFNetSegmentation,  # per-pixel logits; training and export wiring are not done yet
+    "erfnet-seg": ERFNetSegmentation,
 }
+SEGMENTATION_NETS = {"erfnet-seg"}  # per-pixel logits (N, classes, H, W): train on segmentation sets
 
 
 def build_net(name: str, num_classes: int, in_channels: int = 3, **options) -> nn.Module:

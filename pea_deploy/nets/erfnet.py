@@ -16,27 +16,48 @@ class DownsamplerBlock(nn.Module):
         self.pool = nn.MaxPool2d(2, 2, ceil_mode=True)  # ceil: odd sizes match the conv's output
         self.bn = nn.BatchNorm2d(cout, eps=1e-3)
         self.relu = nn.ReLU(inplace=True)
-        self.pool_affine: nn.Module | None = None  # set by fold_for_deploy
+        self.pool_in: nn.Module | None = None  # set by fold_for_deploy
+        self.pool_out: nn.Module | None = None
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.pool_affine is not None:  # folded for deployment (see fold_for_deploy)
-            return self.relu(torch.cat([self.conv(x), self.pool_affine(self.pool(x))], 1))
+        if self.pool_in is not None:  # folded for deployment (see fold_for_deploy)
+            return self.relu(torch.cat([self.conv(x), self.pool_out(self.pool(self.pool_in(x)))], 1))
         return self.relu(self.bn(torch.cat([self.conv(x), self.pool(x)], 1)))
 
     @torch.no_grad()
     def fold_for_deploy(self) -> None:
         """Fold the BatchNorm after the concat (exporters cannot fold it: no conv right before it):
-        its conv channels into the conv, its pool channels into a 1x1 depthwise conv. Eval only."""
+        its conv channels into the conv, its pool channels into a 1x1 depthwise conv. Eval only.
+
+        The depthwise conv goes before the pool when every scale is positive (max-pooling commutes
+        with an increasing affine map), else an identity depthwise conv goes before the pool and the
+        affine after it. Either way the pool reads its own tensor, not the input it shares with the
+        conv, and the conv's zero padding is its own op: with the input shared, litert-torch 0.10's
+        int8 converter fails (measured: "'tfl.pad' op quantization parameters violate the same scale
+        constraint", and behind a residual block "Attempting to convert non-NHWC compatible node")."""
+        if self.pool_in is not None:
+            return
         k = self.conv.out_channels
         scale = self.bn.weight / torch.sqrt(self.bn.running_var + self.bn.eps)
         shift = self.bn.bias - self.bn.running_mean * scale
         self.conv.weight.mul_(scale[:k].view(-1, 1, 1, 1))
         self.conv.bias.mul_(scale[:k]).add_(shift[:k])
+        pad = self.conv.padding
+        self.conv.padding = (0, 0)
+        self.conv = nn.Sequential(nn.ZeroPad2d((pad[1], pad[1], pad[0], pad[0])), self.conv)
         cin = scale.numel() - k
-        affine = nn.Conv2d(cin, cin, 1, groups=cin, bias=True).to(scale.device)
-        affine.weight.copy_(scale[k:].view(-1, 1, 1, 1))
-        affine.bias.copy_(shift[k:])
-        self.pool_affine = affine
+
+        def depthwise(weight, bias):
+            conv = nn.Conv2d(cin, cin, 1, groups=cin, bias=True).to(scale.device)
+            conv.weight.copy_(weight.view(-1, 1, 1, 1))
+            conv.bias.copy_(bias)
+            return conv
+
+        affine = depthwise(scale[k:], shift[k:])
+        if bool((scale[k:] > 0).all()):
+            self.pool_in, self.pool_out = affine, nn.Identity()
+        else:
+            self.pool_in, self.pool_out = depthwise(torch.ones(cin), torch.zeros(cin)), affine
         self.bn = nn.Identity()
 
 
@@ -108,6 +129,15 @@ class UpsamplerBlock(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.relu(self.bn(self.conv(x)))
+
+    @torch.no_grad()
+    def fold_for_deploy(self) -> None:
+        """Fold the BatchNorm into the transposed conv (whose weight is (cin, cout, kh, kw)), so the
+        TFLite path's sub-pixel rewrite of the conv does not strand it after a depth-to-space. Eval only."""
+        scale = self.bn.weight / torch.sqrt(self.bn.running_var + self.bn.eps)
+        self.conv.weight.mul_(scale.view(1, -1, 1, 1))
+        self.conv.bias.mul_(scale).add_(self.bn.bias - self.bn.running_mean * scale)
+        self.bn = nn.Identity()
 
 
 class ERFNetSegmentation(nn.Module):

@@ -2,7 +2,8 @@
 
 _EXPORTS = {
     "load_checkpoint": "checkpoint", "resolve_checkpoint": "checkpoint", "save_checkpoint": "checkpoint",
-    "Trainer": "loop", "build_model": "loop", "evaluate": "loop", "resume": "loop", "train": "loop",
+    "Trainer": "loop", "build_model": "loop", "resume": "loop", "train": "loop",
+    "task_for": "task", "Classification": "task", "Segmentation": "task",
     "DEFAULT_RECIPE": "recipe", "Recipe": "recipe", "builtin_recipes": "recipe", "load_recipe": "recipe",
 }
 __all__ = list(_EXPORTS)

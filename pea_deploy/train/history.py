@@ -9,20 +9,20 @@ from pathlib import Path
 
 from ..atomic import atomic_path, write_text
 
-COLUMNS = ("epoch", "step", "alpha", "lr", "train_loss", "train_top1", "val_loss", "val_top1",
-           "epoch_time_s")
-
-
 def write_metrics_csv(path: Path, rows: list[dict]) -> None:
+    """One row per epoch; the columns are the history's scalar fields (per-class lists stay in
+    summary.json), so a segmentation run gets val_miou where a classifier gets val_top1."""
+    columns = [k for k, v in rows[0].items() if not isinstance(v, (list, dict))] if rows else []
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=COLUMNS, extrasaction="ignore")
+    writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
     write_text(path, buf.getvalue())
 
 
-def plot_history(path: Path, rows: list[dict], title: str) -> None:
-    """Alpha (right axis) and train/val top-1 (left axis) per epoch."""
+def plot_history(path: Path, rows: list[dict], title: str, train_metric: str = "top1",
+                 val_metric: str = "top1", label: str = "top-1") -> None:
+    """Alpha (right axis) and the training / validation score (left axis) per epoch."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -30,10 +30,11 @@ def plot_history(path: Path, rows: list[dict], title: str) -> None:
 
     epochs = [r["epoch"] for r in rows]
     fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
-    ax.plot(epochs, [r["train_top1"] for r in rows], label="train top-1", color="tab:blue")
-    ax.plot(epochs, [r["val_top1"] for r in rows], label="val top-1", color="tab:green")
+    ax.plot(epochs, [r[f"train_{train_metric}"] for r in rows], label=f"train {train_metric.replace('_', ' ')}",
+            color="tab:blue")
+    ax.plot(epochs, [r[f"val_{val_metric}"] for r in rows], label=f"val {label}", color="tab:green")
     ax.set_xlabel("epoch")
-    ax.set_ylabel("top-1 accuracy (%)")
+    ax.set_ylabel("%")
     ax2 = ax.twinx()
     ax2.plot(epochs, [r["alpha"] for r in rows], label="alpha (ReLU weight)", color="tab:red", ls="--")
     ax2.set_ylim(-0.05, 1.05)

@@ -12,19 +12,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..data import Normalize, augment, epoch_generator, iterate, load_dataset, steps_per_epoch
 from ..data.images import DatasetSplits
 from ..errors import CheckpointError, ConfigError, TrainingDiverged
-from ..nets import build_net
+from ..nets import SEGMENTATION_NETS, build_net
 from ..pea import AlphaSchedule, AlphaScheduler, alphas, convert, replace_relus_with_act
 from . import distributed as dist_
 from .checkpoint import load_checkpoint, save_checkpoint
 from .history import plot_history, write_json, write_metrics_csv
 from .optim import LRSchedule, build_optimizer
 from .recipe import Recipe
+from .task import task_for
 
 # Fields that may differ between a run and its resumption: they do not change the result.
 RESUMABLE_CHANGES = {"train.device", "train.out"}
@@ -41,9 +41,14 @@ def resolve_device(name: str) -> torch.device:
         raise ConfigError(f"unknown device {name!r}; use cpu, cuda, cuda:N or auto") from None
 
 
-def build_model(recipe: Recipe, num_classes: int, in_channels: int) -> nn.Module:
+def build_model(recipe: Recipe, num_classes: int, in_channels: int, task: str = "classification") -> nn.Module:
     """The recipe's network in its training form: PEA ensembles, plain ReLU, or the Act upper limit."""
     m, p = recipe.model, recipe.pea
+    if (task == "segmentation") != (m.name in SEGMENTATION_NETS):
+        nets = ", ".join(sorted(SEGMENTATION_NETS))
+        raise ConfigError(f"dataset {recipe.data.name!r} is a {task} set but model {m.name!r} is "
+                          + ("not a segmentation net (use " + nets + ")" if task == "segmentation"
+                             else "a segmentation net; use a classification dataset"))
     options = {"width": m.width, "stem": m.stem}
     if m.dropout is not None:
         options["dropout"] = m.dropout
@@ -63,7 +68,7 @@ def build_model(recipe: Recipe, num_classes: int, in_channels: int) -> nn.Module
 def load_data(recipe: Recipe) -> DatasetSplits:
     d = recipe.data
     splits = load_dataset(d.name, data_dir=d.dir, val_fraction=d.val_fraction, split_seed=d.split_seed,
-                          image_size=d.image_size, channels=d.channels)
+                          image_size=d.image_size, image_width=d.image_width, channels=d.channels)
     if d.train_subset is not None:
         if not 0 < d.train_subset <= len(splits.train):
             raise ConfigError(f"data.train_subset must be in 1..{len(splits.train)}, got {d.train_subset}")
@@ -103,22 +108,6 @@ def _diff_recipes(a: dict, b: dict, prefix: str = "") -> list[str]:
     return keys
 
 
-@torch.no_grad()
-def evaluate(model: nn.Module, data, normalize: Normalize, device: torch.device,
-             batch_size: int = 256) -> tuple[float, float]:
-    """(mean cross-entropy, top-1 %) of `model` in eval mode on `data`."""
-    model.eval()
-    loss_sum, correct, n = 0.0, 0, 0
-    for images, labels in iterate(data, batch_size, shuffle=False):
-        x = normalize(images.to(device))
-        y = labels.to(device)
-        logits = model(x)
-        loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
-        correct += (logits.argmax(1) == y).sum().item()
-        n += len(y)
-    return loss_sum / n, 100.0 * correct / n
-
-
 class Trainer:
     """One run: owns the model, optimizer, schedules and run directory; `fit()` trains to the end."""
 
@@ -139,7 +128,8 @@ class Trainer:
         torch.manual_seed(recipe.train.seed)
         self.data = data if data is not None else load_data(recipe)  # given: runs sharing one dataset
         self.normalize = Normalize(self.data.mean, self.data.std)
-        self.model = build_model(recipe, self.data.num_classes, self.data.channels).to(self.device)
+        self.task = task_for(self.data, recipe.optim.label_smoothing)
+        self.model = build_model(recipe, self.data.num_classes, self.data.channels, self.data.task).to(self.device)
         t = recipe.train
         if t.amp == "fp16" and self.device.type != "cuda":
             raise ConfigError("train.amp fp16 needs CUDA; use bf16 on CPU")
@@ -236,8 +226,13 @@ class Trainer:
                    desc=f"epoch {self.epoch + 1}/{r.train.epochs}", file=sys.stderr, dynamic_ncols=True)
         loss_sum, correct, n, lr, alpha = 0.0, 0, 0, 0.0, 1.0
         pin = self.device.type == "cuda"  # pinned host memory: the copy overlaps the compute
+        segmenting = self.data.task == "segmentation"
         for images, labels in bar:
-            images = augment(images, tuple(r.data.augment), pad, gen)
+            if segmenting:  # the masks move with their images
+                images, labels = augment(images, tuple(r.data.augment), pad, gen, masks=labels,
+                                         mask_fill=self.data.ignore_index)
+            else:
+                images = augment(images, tuple(r.data.augment), pad, gen)
             if pin:
                 images, labels = images.pin_memory(), labels.pin_memory()
             x = self.normalize(images.to(self.device, non_blocking=pin))
@@ -249,7 +244,7 @@ class Trainer:
             with torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.float32,
                                 enabled=self.autocast_dtype is not None):
                 logits = self.trained(x)
-                loss = F.cross_entropy(logits.float(), y, label_smoothing=r.optim.label_smoothing)
+                loss = self.task.loss(logits, y)
             if not math.isfinite(loss.item()):
                 raise TrainingDiverged(
                     f"loss became {loss.item()} at step {self.global_step} (epoch {self.epoch + 1}, "
@@ -259,10 +254,12 @@ class Trainer:
             self.scaler.step(self.optimizer)
             self.scaler.update()
             self.global_step += 1
-            loss_sum += loss.item() * len(y)
-            correct += (logits.argmax(1) == y).sum().item()
-            n += len(y)
-            bar.set_postfix(loss=f"{loss_sum / n:.3f}", acc=f"{100 * correct / n:.1f}", alpha=f"{alpha:.3f}")
+            hit, counted = self.task.hits(logits, y)
+            loss_sum += loss.item() * counted
+            correct += hit
+            n += counted
+            bar.set_postfix(loss=f"{loss_sum / max(n, 1):.3f}", acc=f"{100 * correct / max(n, 1):.1f}",
+                            alpha=f"{alpha:.3f}")
         bar.close()
         if self.dist.enabled:  # epoch statistics over every rank's share of the batches
             totals = torch.tensor([loss_sum, correct, n], dtype=torch.float64, device=self.device)
@@ -271,7 +268,8 @@ class Trainer:
             if not dist_.same_on_all_ranks([float(self.global_step), alpha], self.dist):
                 raise RuntimeError(f"alpha schedule out of step across ranks at step {self.global_step}")
             self.alpha_checks += 1
-        return {"lr": lr, "train_loss": loss_sum / max(n, 1), "train_top1": 100.0 * correct / max(n, 1)}
+        return {"lr": lr, "train_loss": loss_sum / max(n, 1),
+                f"train_{self.task.train_metric}": 100.0 * correct / max(n, 1)}
 
     def fit(self, until_epoch: int | None = None) -> dict:
         """Train to the recipe's last epoch, or stop after `until_epoch` (a resumable pause, e.g.
@@ -283,19 +281,22 @@ class Trainer:
             stats = self._train_epoch()
             self.epoch += 1
             alpha = self.alpha_scheduler.apply() if self.alpha_scheduler else 1.0
-            val_loss, val_top1 = evaluate(self.model, self.data.val, self.normalize, self.device,
-                                          r.train.eval_batch_size)
+            scores = self.task.evaluate(self.model, self.data.val, self.normalize, self.device,
+                                        r.train.eval_batch_size)
             dt = time.perf_counter() - t0
             self.wall_time += dt
+            key, train_key = f"val_{self.task.metric}", f"train_{self.task.train_metric}"
             row = {"epoch": self.epoch, "step": self.global_step, "alpha": round(alpha, 6),
                    "lr": stats["lr"], "train_loss": round(stats["train_loss"], 5),
-                   "train_top1": round(stats["train_top1"], 3), "val_loss": round(val_loss, 5),
-                   "val_top1": round(val_top1, 3), "epoch_time_s": round(dt, 3)}
+                   train_key: round(stats[train_key], 3), "val_loss": round(scores["loss"], 5),
+                   **{f"val_{k}": round(v, 3) if isinstance(v, float) else v
+                      for k, v in scores.items() if k != "loss"},
+                   "epoch_time_s": round(dt, 3)}
             self.history.append(row)
             relu_only = r.pea.mode != "act" and alpha == 1.0
             state = self.state_dict()  # a collective when distributed: every rank builds it
-            if relu_only and val_top1 > self.best.get("val_top1", -1.0):
-                self.best = {"epoch": self.epoch, "val_top1": val_top1}
+            if relu_only and row[key] > self.best.get(key, -1.0):
+                self.best = {"epoch": self.epoch, key: row[key]}
                 if self.dist.is_main:
                     save_checkpoint(self.paths.best, state)
             if self.dist.is_main:
@@ -303,19 +304,22 @@ class Trainer:
                 write_metrics_csv(self.paths.root / "metrics.csv", self.history)
             dist_.barrier(self.dist)
             self.log(f"epoch {self.epoch}/{r.train.epochs}  alpha {alpha:.4f}  lr {stats['lr']:.4g}  "
-                     f"train {stats['train_top1']:.2f}%  val {val_top1:.2f}%  ({dt:.1f}s)")
+                     f"train {stats[train_key]:.2f}%  val {self.task.label} {row[key]:.2f}%  ({dt:.1f}s)")
         return self.finish()
 
     def finish(self) -> dict:
         r = self.recipe
+        key = f"val_{self.task.metric}"
         if self.history and self.dist.is_main:
             plot_history(self.paths.root / "history.png", self.history,
-                         f"{r.name}: {r.model.name} on {r.data.name}, mode={r.pea.mode}")
+                         f"{r.name}: {r.model.name} on {r.data.name}, mode={r.pea.mode}",
+                         self.task.train_metric, self.task.metric, self.task.label)
         final_alphas = alphas(self.model)
         summary = {
             "recipe_name": r.name, "mode": r.pea.mode, "epochs": self.epoch, "steps": self.global_step,
-            "final_val_top1": self.history[-1]["val_top1"] if self.history else None,
-            "best_val_top1": max((h["val_top1"] for h in self.history), default=None),
+            "task": self.data.task, "metric": key,
+            f"final_{key}": self.history[-1][key] if self.history else None,
+            f"best_{key}": max((h[key] for h in self.history), default=None),
             "best_relu_only": self.best or None,
             "final_alphas": final_alphas,
             "all_alphas_one": all(a == 1.0 for a in final_alphas.values()),
@@ -327,6 +331,8 @@ class Trainer:
                 "lr_scaling": "none: batch_size is the global batch, the same as a single-process run",
                 "alpha_checked_across_ranks": self.alpha_checks},
             "alpha_schedule": self.alpha_schedule.to_dict() if r.pea.mode == "pea" else None,
+            **({"final_val_iou_per_class": dict(zip(self.data.classes, self.history[-1]["val_iou"]))}
+               if self.history and "val_iou" in self.history[-1] else {}),
             "dataset": self.data.describe(), "checkpoint": str(self.paths.last),
             "recipe": r.to_dict(),
         }

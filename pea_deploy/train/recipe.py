@@ -37,7 +37,7 @@ def _f(default, help: str, flag: str | None = None, choices: tuple | None = None
 @dataclass
 class ModelConfig:
     name: str = _f("resnet18", "architecture", "model",
-                   ("resnet18", "resnet50", "mobilenet-v1", "alexnet-bn", "erfnet"))
+                   ("resnet18", "resnet50", "mobilenet-v1", "alexnet-bn", "erfnet", "erfnet-seg"))
     width: float = _f(1.0, "channel width multiplier (MobileNet: 0.25 .. 1.0)")
     stem: str = _f("imagenet", "input stem: imagenet (7x7/2 + pool) or small (3x3/1)", None,
                    ("imagenet", "small"))
@@ -50,9 +50,13 @@ class ModelConfig:
 @dataclass
 class DataConfig:
     name: str = _f("digits", "dataset", "dataset",
-                   ("digits", "fashion-mnist", "image-folder", "cifar10", "cifar100"))
-    dir: str | None = _f(None, "data directory (image-folder, cifar*, or a Fashion-MNIST copy)", "data-dir")
-    image_size: int = _f(32, "image-folder: resize images to this size")
+                   ("digits", "fashion-mnist", "image-folder", "cifar10", "cifar100", "shapes", "seg-folder",
+                    "cityscapes"))
+    dir: str | None = _f(None, "data directory (image-folder, seg-folder, cifar*, cityscapes, or a Fashion-MNIST "
+                         "copy)", "data-dir")
+    image_size: int = _f(32, "image-folder, seg-folder, cityscapes, shapes: resize images to this height "
+                         "(and width, unless image_width)")
+    image_width: int | None = _f(None, "segmentation sets: image width (default: image_size; cityscapes: 2x)")
     channels: int = _f(3, "image-folder: 1 (grey) or 3 (RGB)")
     val_fraction: float = _f(0.2, "share held out for validation when the data has no split")
     split_seed: int = _f(0, "seed of that split (fixed, so every run sees the same val set)")

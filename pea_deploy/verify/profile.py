@@ -13,7 +13,7 @@ Schema (every key checked; unknown keys are errors):
     ops = ["Conv", "Add", ...]         # non-activation ops the target runs
     output_only = ["Softmax"]          # allowed only where they produce a model output
     [onnx.limits.Conv]                 # per-op limits: max_kernel, max_stride, max_dilation,
-    max_kernel = 11                    #   max_depth_multiplier
+    max_kernel = 11                    #   max_dilated_kernel ((k-1)*d+1), max_depth_multiplier
     [tflite]                           # the same three keys, with TFLite builtin names
     [export]                           # how `pea-export` builds artefacts for this target (optional)
     opset = 17                         # ONNX opset of the exported models
@@ -36,7 +36,7 @@ _TOP = {"name", "description", "based_on", "activations", "int8", "static_shapes
 _FORMAT_KEYS = {"ops", "output_only", "limits"}
 _EXPORT_KEYS = {"opset", "activation_dtype", "vela_accelerator"}
 MIN_OPSET = 13  # per-channel QuantizeLinear needs 13
-LIMIT_KEYS = ("max_kernel", "max_stride", "max_dilation", "max_depth_multiplier")
+LIMIT_KEYS = ("max_kernel", "max_stride", "max_dilation", "max_dilated_kernel", "max_depth_multiplier")
 
 
 @dataclass(frozen=True)

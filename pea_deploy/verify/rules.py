@@ -134,9 +134,11 @@ def rule_limits(g: Graph, node: Node, p: Profile):
         kernel = [d for d in (w[1:3] if len(w) == 4 else []) if isinstance(d, int)] or _hw(node, "filter")
         stride, dil = _hw(node, "stride"), _hw(node, "dilation")
         mult = int(node.attrs.get("depth_multiplier", 1) or 1)
+    dilated = [(k - 1) * d + 1 for k, d in zip(kernel, dil)] if len(dil) == len(kernel) else kernel
     found = []
     for key, values, what in (("max_kernel", kernel, "kernel"), ("max_stride", stride, "stride"),
-                              ("max_dilation", dil, "dilation"), ("max_depth_multiplier", [mult], "depth multiplier")):
+                              ("max_dilation", dil, "dilation"), ("max_dilated_kernel", dilated, "dilated kernel"),
+                              ("max_depth_multiplier", [mult], "depth multiplier")):
         if key in limits and values and max(values) > limits[key]:
             found.append((f"limit.{what.replace(' ', '_')}", f"{node.op} {what} {values} exceeds {p.name}'s limit {limits[key]}"))
     return found

@@ -1,0 +1,87 @@
+"""What the trainer optimises and scores, per kind of dataset: classification (cross-entropy, top-1)
+or semantic segmentation (per-pixel cross-entropy with an ignore index, mIoU).
+
+The trainer asks its task for the loss, the running training score and the validation scores, so the
+loop itself is the same for both; the history names its columns after the task's metrics.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..data import Normalize, iterate
+from ..data.images import DatasetSplits
+from ..metrics import confusion_matrix, iou_per_class, mean_iou, pixel_accuracy
+
+
+class Classification:
+    metric = "top1"          # validation score that picks the best checkpoint (higher is better)
+    train_metric = "top1"    # running score shown while training
+    label = "top-1"
+
+    def __init__(self, label_smoothing: float = 0.0):
+        self.label_smoothing = label_smoothing
+
+    def loss(self, logits: Tensor, target: Tensor) -> Tensor:
+        return F.cross_entropy(logits.float(), target, label_smoothing=self.label_smoothing)
+
+    def hits(self, logits: Tensor, target: Tensor) -> tuple[int, int]:
+        """(correct, counted) for the running training score."""
+        return int((logits.argmax(1) == target).sum()), int(target.numel())
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, data, normalize: Normalize, device: torch.device,
+                 batch_size: int = 256) -> dict:
+        """{"loss": mean cross-entropy, "top1": %} of `model` in eval mode on `data`."""
+        model.eval()
+        loss_sum, correct, n = 0.0, 0, 0
+        for images, labels in iterate(data, batch_size, shuffle=False):
+            logits = model(normalize(images.to(device)))
+            y = labels.to(device)
+            loss_sum += F.cross_entropy(logits.float(), y, reduction="sum").item()
+            correct += (logits.argmax(1) == y).sum().item()
+            n += len(y)
+        return {"loss": loss_sum / n, "top1": 100.0 * correct / n}
+
+
+class Segmentation:
+    metric = "miou"
+    train_metric = "pixel_acc"
+    label = "mIoU"
+
+    def __init__(self, num_classes: int, ignore_index: int, label_smoothing: float = 0.0):
+        self.num_classes, self.ignore_index = num_classes, ignore_index
+        self.label_smoothing = label_smoothing
+
+    def loss(self, logits: Tensor, target: Tensor) -> Tensor:
+        return F.cross_entropy(logits.float(), target.long(), ignore_index=self.ignore_index,
+                               label_smoothing=self.label_smoothing)
+
+    def hits(self, logits: Tensor, target: Tensor) -> tuple[int, int]:
+        scored = target != self.ignore_index
+        return int(((logits.argmax(1) == target) & scored).sum()), int(scored.sum())
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, data, normalize: Normalize, device: torch.device,
+                 batch_size: int = 256) -> dict:
+        """{"loss", "miou" %, "pixel_acc" %, "iou": per-class IoU % (None: class absent)} on `data`."""
+        model.eval()
+        loss_sum, n = 0.0, 0
+        confusion = torch.zeros(self.num_classes, self.num_classes, dtype=torch.int64)
+        for images, masks in iterate(data, batch_size, shuffle=False):
+            logits = model(normalize(images.to(device))).float()
+            y = masks.to(device).long()
+            loss_sum += F.cross_entropy(logits, y, ignore_index=self.ignore_index, reduction="sum").item()
+            n += int((y != self.ignore_index).sum())
+            confusion += confusion_matrix(logits.argmax(1), y, self.num_classes, self.ignore_index).cpu()
+        iou = iou_per_class(confusion)
+        return {"loss": loss_sum / max(n, 1), "miou": mean_iou(confusion), "pixel_acc": pixel_accuracy(confusion),
+                "iou": [None if v != v else round(100.0 * float(v), 3) for v in iou]}
+
+
+def task_for(data: DatasetSplits, label_smoothing: float = 0.0) -> Classification | Segmentation:
+    if data.task == "segmentation":
+        return Segmentation(data.num_classes, data.ignore_index, label_smoothing)
+    return Classification(label_smoothing)
