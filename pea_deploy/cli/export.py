@@ -2,7 +2,7 @@
 
 Exit 0: artefacts built, parity and op checks passed. 1: an artefact breaks the target's rules (or
 Vela puts an operator on the CPU). 2: bad input or a failed conversion step. 3: an ensemble's alpha
-is below 1. 4: an artefact loses more than --max-drop points of top-1.
+is below 1. 4: an artefact loses more than --max-drop points of top-1 (mIoU for segmentation).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def _formats(ctx, param, value):
 @click.option("--activation-dtype", help="ONNX int8 activations: int8 or uint8 (faster on x86 onnxruntime)  [default: the profile's]")
 @click.option("--opset", type=int, help="ONNX opset  [default: the profile's]")
 @click.option("--max-drop", type=float, default=1.0, show_default=True,
-              help="fail (exit 4) when an artefact's top-1 is more than this many points below torch")
+              help="fail (exit 4) when an artefact's top-1 (segmentation: mIoU) is more than this many points below torch")
 @click.option("--parity-samples", type=int, help="validation images for parity  [default: the whole split]")
 @click.option("--checkpoint", "which", default="best", show_default=True,
               help="for a run directory: best (best ReLU-only epoch) or last")

@@ -68,7 +68,8 @@ def main(recipe, no_pea, upper_limit, resume_dir, list_recipes, nproc, stop_afte
     if not ctx.is_main:
         return
     metric = summary["metric"]
-    click.echo(f"final {metric.replace('_', ' ')} {summary['final_' + metric]:.2f}%  all alphas 1: "
+    label = {"val_top1": "val top-1", "val_miou": "val mIoU"}[metric]
+    click.echo(f"final {label} {summary['final_' + metric]:.2f}%  all alphas 1: "
                f"{summary['all_alphas_one']}  run: {out}  ({summary['wall_time_s']:.1f}s)")
 
 

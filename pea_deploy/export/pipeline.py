@@ -49,7 +49,7 @@ class ExportOptions:
     calib_method: str = "minmax"
     activation_dtype: str | None = None   # None: the profile's
     opset: int | None = None              # None: the profile's
-    max_drop: float = 1.0                 # points of top-1 an artefact may lose against torch fp32
+    max_drop: float = 1.0                 # points of top-1 (mIoU for segmentation) an artefact may lose
     parity_samples: int | None = None     # None: the whole validation split
     checkpoint: str = "best"              # for a run directory: best or last
     latency_runs: int = 50
