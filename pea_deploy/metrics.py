@@ -7,6 +7,7 @@ import torch
 from torch import Tensor
 
 IGNORE_INDEX = 255  # mask value of pixels that are not scored (Cityscapes' convention)
+METRIC_LABELS = {"top1": "top-1", "miou": "mIoU"}  # metric key -> how reports and logs name it
 
 
 def confusion_matrix(pred: Tensor, target: Tensor, num_classes: int, ignore_index: int = IGNORE_INDEX) -> Tensor:
@@ -22,6 +23,11 @@ def iou_per_class(confusion: Tensor) -> Tensor:
     tp = c.diag()
     union = c.sum(0) + c.sum(1) - tp
     return torch.where(union > 0, tp / union.clamp_min(1), torch.full_like(tp, float("nan")))
+
+
+def iou_percent(confusion: Tensor) -> list[float | None]:
+    """Per-class IoU in %, rounded for reports; None for a class absent from truth and prediction."""
+    return [None if v != v else round(100.0 * float(v), 3) for v in iou_per_class(confusion)]
 
 
 def mean_iou(confusion: Tensor) -> float:

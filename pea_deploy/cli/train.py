@@ -61,6 +61,7 @@ def main(recipe, no_pea, upper_limit, resume_dir, list_recipes, nproc, stop_afte
         r = load_recipe(recipe).with_overrides(values)
         out = r.train.out or f"runs/{r.name}"
         summary = train(r, out, progress=not quiet and None, log=log, until_epoch=stop_after_epoch)
+    from ..metrics import METRIC_LABELS
     from ..train.distributed import context_from_env, shutdown
 
     ctx = context_from_env()
@@ -68,8 +69,8 @@ def main(recipe, no_pea, upper_limit, resume_dir, list_recipes, nproc, stop_afte
     if not ctx.is_main:
         return
     metric = summary["metric"]
-    label = {"val_top1": "val top-1", "val_miou": "val mIoU"}[metric]
-    click.echo(f"final {label} {summary['final_' + metric]:.2f}%  all alphas 1: "
+    label = METRIC_LABELS[metric.removeprefix("val_")]
+    click.echo(f"final val {label} {summary['final_' + metric]:.2f}%  all alphas 1: "
                f"{summary['all_alphas_one']}  run: {out}  ({summary['wall_time_s']:.1f}s)")
 
 

@@ -9,12 +9,10 @@ from pathlib import Path
 
 from ..atomic import write_text
 from ..errors import ConfigError
+from ..metrics import METRIC_LABELS
 from ..train.loop import Trainer, load_data
 from ..train.recipe import Recipe
 from .plan import Setting
-
-
-METRIC_LABELS = {"val_top1": "top-1", "val_miou": "mIoU"}
 
 
 @dataclass
@@ -71,6 +69,6 @@ def run_comparison(recipe: Recipe, out: str | Path, settings: list[Setting], see
         metric = summary.get("metric", "val_top1")  # summaries from before segmentation name no metric
         results.append(RunResult(setting, seed, float(summary[f"final_{metric}"]),
                                  float(summary["wall_time_s"]), run_dir, reused, metric))
-        say(f"[{i}/{total}] {setting.label}, seed {seed}: {METRIC_LABELS[metric]} {results[-1].final_score:.2f}%"
+        say(f"[{i}/{total}] {setting.label}, seed {seed}: {METRIC_LABELS[metric.removeprefix('val_')]} {results[-1].final_score:.2f}%"
             + (" (finished earlier)" if reused else ""))
     return results

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..atomic import atomic_path, write_text
-from .runner import METRIC_LABELS, RunResult
+from ..metrics import METRIC_LABELS
+from .runner import RunResult
 
 
 @dataclass
@@ -64,7 +65,7 @@ def build_table(results: list[RunResult]) -> Table:
     pea = [r for r in ordered if r.mode == "pea"]
     best = max(pea, key=lambda r: r.mean) if pea else None
     upper = next((r for r in ordered if r.mode == "act" and best and r.act == best.act), None)
-    return Table(ordered, baseline, best, upper, METRIC_LABELS[results[0].metric])
+    return Table(ordered, baseline, best, upper, METRIC_LABELS[results[0].metric.removeprefix("val_")])
 
 
 def to_markdown(t: Table) -> str:

@@ -13,11 +13,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
-from ..metrics import IGNORE_INDEX, confusion_matrix, iou_per_class, mean_iou
+from ..metrics import IGNORE_INDEX, confusion_matrix, iou_percent, mean_iou
 from .samples import LabelledInputs
-
-
-METRIC_NAMES = {"top1": "top-1", "miou": "mIoU"}
 
 
 @dataclass
@@ -73,8 +70,7 @@ class ParityScorer:
 
     def _score(self, t: _Tally) -> tuple[float, list | None]:
         if self.segmentation:
-            iou = iou_per_class(t.confusion)
-            return mean_iou(t.confusion), [None if v != v else round(100.0 * float(v), 3) for v in iou]
+            return mean_iou(t.confusion), iou_percent(t.confusion)
         return 100.0 * t.correct / max(t.counted, 1), None
 
     def rows(self, reference: str = "torch fp32") -> list[ParityRow]:

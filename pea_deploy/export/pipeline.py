@@ -20,12 +20,12 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError, unknown_name
-from ..metrics import IGNORE_INDEX
+from ..metrics import IGNORE_INDEX, METRIC_LABELS
 from ..verify import Profile, load_profile, verify_model
 from ..verify.report import model_to_dict
 from .onnx_export import export_onnx
 from .onnx_quant import ACTIVATION_DTYPES, CALIBRATION_METHODS, quantize_onnx
-from .parity import METRIC_NAMES, ParityRow, run_parity
+from .parity import ParityRow, run_parity
 from .runtimes import OnnxRunner, TFLiteRunner, TorchRunner, latency_ms
 from .samples import calibration_inputs, load_splits, validation_inputs
 from .steps import require
@@ -187,7 +187,7 @@ def export_checkpoint(source: str | Path, target: str | Profile, out: str | Path
         rows = run_parity(runners, val, trained.task, trained.num_classes,
                           int(trained.dataset.get("ignore_index") or IGNORE_INDEX))
         timings["parity_s"] = round(time.perf_counter() - t0, 3)
-        say(f"parity ({METRIC_NAMES[rows[0].metric]}): " + ", ".join(f"{r.artefact} {r.score:.2f}%" for r in rows))
+        say(f"parity ({METRIC_LABELS[rows[0].metric]}): " + ", ".join(f"{r.artefact} {r.score:.2f}%" for r in rows))
 
         t0 = time.perf_counter()
         checks = {}
@@ -253,7 +253,7 @@ def _failures(rows: list[ParityRow], checks: dict, vela, max_drop: float) -> lis
     failures = []
     for r in rows[1:]:
         if r.drop > max_drop:
-            failures.append(f"parity: {r.artefact} {METRIC_NAMES[r.metric]} {r.score:.2f}% is {r.drop:.2f} points "
+            failures.append(f"parity: {r.artefact} {METRIC_LABELS[r.metric]} {r.score:.2f}% is {r.drop:.2f} points "
                             f"below torch fp32 ({rows[0].score:.2f}%), more than --max-drop {max_drop:g}")
     for name, check in checks.items():
         if not check.passed:

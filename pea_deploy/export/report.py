@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from ..atomic import write_text
-from .parity import METRIC_NAMES
+from ..metrics import METRIC_LABELS
 
 
 def _kib(n: int) -> str:
@@ -29,7 +29,7 @@ def to_markdown(report: dict) -> str:
     ]
     if report["failures"]:
         lines += ["## Failures", ""] + [f"- {f}" for f in report["failures"]] + [""]
-    metric = METRIC_NAMES[report["parity"][0]["metric"]]
+    metric = METRIC_LABELS[report["parity"][0]["metric"]]
     unit = "pixels" if report["parity"][0]["metric"] == "miou" else "images"
     lines += ["## Parity", "", f"| artefact | runtime | {metric} % | drop (points) | agreement with torch "
               f"(% of {unit}) | max abs logit diff |", "|---|---|---:|---:|---:|---:|"]

@@ -13,13 +13,13 @@ from torch import Tensor, nn
 
 from ..data import Normalize, iterate
 from ..data.images import DatasetSplits
-from ..metrics import confusion_matrix, iou_per_class, mean_iou, pixel_accuracy
+from ..metrics import METRIC_LABELS, confusion_matrix, iou_percent, mean_iou, pixel_accuracy
 
 
 class Classification:
     metric = "top1"          # validation score that picks the best checkpoint (higher is better)
     train_metric = "top1"    # running score shown while training
-    label = "top-1"
+    label = METRIC_LABELS["top1"]
 
     def __init__(self, label_smoothing: float = 0.0):
         self.label_smoothing = label_smoothing
@@ -49,7 +49,7 @@ class Classification:
 class Segmentation:
     metric = "miou"
     train_metric = "pixel_acc"
-    label = "mIoU"
+    label = METRIC_LABELS["miou"]
 
     def __init__(self, num_classes: int, ignore_index: int, label_smoothing: float = 0.0):
         self.num_classes, self.ignore_index = num_classes, ignore_index
@@ -76,9 +76,8 @@ class Segmentation:
             loss_sum += F.cross_entropy(logits, y, ignore_index=self.ignore_index, reduction="sum").item()
             n += int((y != self.ignore_index).sum())
             confusion += confusion_matrix(logits.argmax(1), y, self.num_classes, self.ignore_index).cpu()
-        iou = iou_per_class(confusion)
         return {"loss": loss_sum / max(n, 1), "miou": mean_iou(confusion), "pixel_acc": pixel_accuracy(confusion),
-                "iou": [None if v != v else round(100.0 * float(v), 3) for v in iou]}
+                "iou": iou_percent(confusion)}
 
 
 def task_for(data: DatasetSplits, label_smoothing: float = 0.0) -> Classification | Segmentation:
