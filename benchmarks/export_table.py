@@ -10,17 +10,21 @@ import sys
 from pathlib import Path
 
 
+def _score(row: dict) -> float:
+    return row["score"] if "score" in row else row["top1"]  # report schema 2, or 1 (before segmentation)
+
+
 def rows(report: dict) -> list[str]:
     rec = report["checkpoint"]["recipe"]
     net = f"{rec['model']['name']} w{rec['model']['width']:g} {rec['model']['stem']} stem"
     where = f"{rec['data']['name']} {report['settings']['input_shape_nchw'][2]}px, {net}"
     torch_row = report["parity"][0]
-    out = [f"| {where} | torch fp32 | | {torch_row['score']:.2f} | | "
+    out = [f"| {where} | torch fp32 | | {_score(torch_row):.2f} | | "
            f"{report['torch_latency_batch1_1thread']['median_ms']:.3f} | |"]
     parity = {r["artefact"]: r for r in report["parity"]}
     for name, a in report["artefacts"].items():
         p = parity[name]
-        out.append(f"| | {name} | {a['bytes'] / 1024:.0f} KiB | {p['score']:.2f} | {p['agreement']:.2f} | "
+        out.append(f"| | {name} | {a['bytes'] / 1024:.0f} KiB | {_score(p):.2f} | {p['agreement']:.2f} | "
                    f"{a['latency_batch1_1thread']['median_ms']:.3f} ({a['runtime']}) | {a['verify']['verdict']} |")
     t = report["timings_s"]
     vela = report.get("vela")
