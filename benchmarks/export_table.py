@@ -9,29 +9,27 @@ import json
 import sys
 from pathlib import Path
 
-
-def _score(row: dict) -> float:
-    return row["score"] if "score" in row else row["top1"]  # report schema 2, or 1 (before segmentation)
+from pea_deploy.export.report import ExportReport
 
 
-def rows(report: dict) -> list[str]:
-    rec = report["checkpoint"]["recipe"]
+def rows(report: ExportReport) -> list[str]:
+    rec = report.checkpoint["recipe"]
     net = f"{rec['model']['name']} w{rec['model']['width']:g} {rec['model']['stem']} stem"
-    where = f"{rec['data']['name']} {report['settings']['input_shape_nchw'][2]}px, {net}"
-    torch_row = report["parity"][0]
-    out = [f"| {where} | torch fp32 | | {_score(torch_row):.2f} | | "
-           f"{report['torch_latency_batch1_1thread']['median_ms']:.3f} | |"]
-    parity = {r["artefact"]: r for r in report["parity"]}
-    for name, a in report["artefacts"].items():
+    where = f"{rec['data']['name']} {report.settings['input_shape_nchw'][2]}px, {net}"
+    torch_row = report.parity[0]
+    out = [f"| {where} | torch fp32 | | {torch_row.score:.2f} | | "
+           f"{report.torch_latency_batch1_1thread['median_ms']:.3f} | |"]
+    parity = {r.artefact: r for r in report.parity}
+    for name, a in report.artefacts.items():
         p = parity[name]
-        out.append(f"| | {name} | {a['bytes'] / 1024:.0f} KiB | {_score(p):.2f} | {p['agreement']:.2f} | "
+        out.append(f"| | {name} | {a['bytes'] / 1024:.0f} KiB | {p.score:.2f} | {p.agreement:.2f} | "
                    f"{a['latency_batch1_1thread']['median_ms']:.3f} ({a['runtime']}) | {a['verify']['verdict']} |")
-    t = report["timings_s"]
-    vela = report.get("vela")
+    t = report.timings_s
+    vela = report.vela
     extra = (f"; Vela {vela['accelerator']}: {vela['npu_operators']} NPU / {vela['cpu_operators']} CPU ops, "
              f"{vela['inference_time_ms']:.3f} ms estimated" if vela else "")
     out.append(f"| | export wall time {t['total_s']:.1f} s (TFLite {t.get('tflite_int8_s', 0):.1f} s), "
-               f"{torch_row['samples']} val images{extra} | | | | | |")
+               f"{torch_row.samples} val images{extra} | | | | | |")
     return out
 
 
@@ -39,7 +37,7 @@ def main(paths: list[str]) -> None:
     print("| model | artefact | size | score % (top-1, or mIoU for segmentation) | agreement % | latency ms (batch 1, 1 thread) | ops check |")
     print("|---|---|---:|---:|---:|---:|---|")
     for path in paths:
-        for line in rows(json.loads(Path(path).read_text())):
+        for line in rows(ExportReport.from_dict(json.loads(Path(path).read_text()))):
             print(line)
 
 

@@ -3,11 +3,13 @@
 The library never calls sys.exit: it raises these, and only `pea_deploy.cli` decides how a process ends.
 """
 
+from .outcomes import ExitCode
+
 
 class PeaError(Exception):
     """Base of every error the library raises on purpose (bad input, refused operations)."""
 
-    exit_code = 2
+    exit_code = ExitCode.BAD_INPUT
 
 
 class ConfigError(PeaError):
@@ -29,7 +31,7 @@ class ConversionError(PeaError):
 class AlphaNotOneError(ConversionError):
     """An ensemble's alpha is not exactly 1, so the network is not yet a pure ReLU network."""
 
-    exit_code = 3
+    exit_code = ExitCode.ALPHA_BELOW_ONE
 
 
 class ExportStepError(ConversionError):
@@ -43,7 +45,7 @@ class MissingDependency(PeaError):
 class TrainingDiverged(PeaError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 
-    exit_code = 1
+    exit_code = ExitCode.FAILED
 
 
 def unknown_name(kind: str, name: str, valid) -> ConfigError:

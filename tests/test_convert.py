@@ -3,7 +3,8 @@ import torch
 from torch import nn
 
 from pea_deploy.errors import AlphaNotOneError, ConversionError
-from pea_deploy.nets import NETS, build_net
+from pea_deploy.nets import build_net
+from pea_deploy.registry import NETS
 from pea_deploy.pea import PEAEnsemble, alphas, convert, ensembles, set_alpha, strip
 
 
@@ -80,7 +81,7 @@ def test_strip_refuses_below_one_and_is_exact_at_one():
     assert torch.equal(net(x), before)
 
 
-@pytest.mark.parametrize("name", sorted(NETS))
+@pytest.mark.parametrize("name", sorted(NETS.names()))
 def test_every_net_converts(name):
     size = 64 if name == "alexnet-bn" else 16
     net = build_net(name, 7, 3, width=0.25, stem="small")

@@ -7,17 +7,17 @@ import os
 import subprocess
 import sys
 
-import pytest
 import torch
 
 from pea_deploy.train.checkpoint import load_checkpoint
 
 BASE = ["--epochs", "3", "--initial-epochs", "0", "--transition-end", "2", "--width", "0.125",
         "--batch-size", "64", "-q"]
-# GroupNorm and no augmentation: with them a 2-process run must equal a single-process run with the
-# same global batch (BatchNorm statistics are per process on CPU, which has no SyncBatchNorm). A
-# gentle LR keeps float rounding (different reduction order) from being amplified over the steps.
-EXACT = ["--norm", "group", "--augment=", "--lr", "0.01"]
+# GroupNorm and no augmentation: with them a 2-process run computes the same function of the same
+# samples as a single-process run with the same global batch (BatchNorm statistics would be per
+# process: CPU has no SyncBatchNorm). One global batch per epoch (a 64-image subset, batch 64) and
+# 3 epochs: 3 SGD steps, alpha 0 -> 0.5 -> 1, so every phase of the schedule runs.
+EXACT = ["--norm", "group", "--augment=", "--lr", "0.01", "--train-subset", "64"]
 
 
 def pea_train(*args: str) -> subprocess.CompletedProcess:
@@ -38,17 +38,25 @@ def test_two_processes_equal_one_process_with_the_same_global_batch(tmp_path):
     assert r2.returncode == 0, r2.stderr
     assert r2.stdout.count("final val top-1") == 1                      # one set of outputs
     assert sorted(p.name for p in ddp.iterdir()) == sorted(p.name for p in single.iterdir())
+    # What differs between the runs is float32 rounding only: the gradient is the mean of two
+    # half-batch gradients (gloo all-reduce) instead of one full-batch mean, and oneDNN may pick other
+    # kernels (and summation orders) for batch 32 than for 64, differently on each CPU (AVX2, AVX-512).
+    # Each rounding is ~1e-7 relative (float32 epsilon x accumulation length); 3 steps at lr 0.01
+    # move a weight by at most 3 * 0.01 * |grad|, so the runs differ by ~1e-8 absolute (measured:
+    # 1.5e-8). atol 1e-5 leaves three orders of magnitude on any x86 CPU; a wrong data split (other
+    # samples in a step) or an unsynchronised gradient moves weights by ~1e-3 and fails it. Many-step
+    # equality is not asserted: SGD amplifies the rounding over tens of steps (measured: 3.2e-3 after
+    # 69 steps, on this CI machine and on an AVX-512 EPYC alike).
     a, b = weights(single), weights(ddp)
     for key in a:
-        torch.testing.assert_close(b[key], a[key], rtol=1e-3, atol=1e-4)
+        torch.testing.assert_close(b[key], a[key], rtol=0, atol=1e-5)
     s1, s2 = (json.loads((d / "summary.json").read_text()) for d in (single, ddp))
     assert s2["distributed"]["world_size"] == 2 and s2["distributed"]["backend"] == "gloo"
     assert s2["distributed"]["per_process_batch"] == 32 and s2["distributed"]["global_batch"] == 64
     assert s2["distributed"]["alpha_checked_across_ranks"] == 3           # same alpha on both ranks
-    assert s2["all_alphas_one"] and s2["steps"] == s1["steps"]
+    assert s2["all_alphas_one"] and s2["steps"] == s1["steps"] == 3
     alphas = [(ln.split(",")[1], ln.split(",")[2]) for ln in (single / "metrics.csv").read_text().splitlines()]
     assert alphas == [(ln.split(",")[1], ln.split(",")[2]) for ln in (ddp / "metrics.csv").read_text().splitlines()]
-    assert abs(s2["final_val_top1"] - s1["final_val_top1"]) < 0.6       # at most 2 of 359 images
 
 
 def test_distributed_stochastic_run_resumes_bit_identically(tmp_path):

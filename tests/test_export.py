@@ -19,6 +19,7 @@ from pea_deploy.cli.export import main
 from pea_deploy.errors import ExportStepError, MissingDependency
 from pea_deploy.export import (ExportOptions, OnnxRunner, TFLiteRunner, export_checkpoint, export_onnx,
                                export_tflite_int8, load_trained, quantize_onnx, strip_and_compare)
+from pea_deploy.export.report import ExportReport
 from pea_deploy.export.samples import load_splits, validation_inputs
 from pea_deploy.export.steps import require
 from pea_deploy.train import train
@@ -85,7 +86,7 @@ def test_refuses_alpha_below_one(unfinished_run, tmp_path):
     r = invoke(unfinished_run, "--target", "relu-only", "--out", out)
     one_error_line(r, 3, "alpha < 1")
     line = r.stderr.strip()
-    assert "alpha=0.5" in line and "layer1.0.relu" in line          # module path and its alpha
+    assert "alpha=0.5" in line and "layer1.0.relu" in line         # module path and its alpha
     assert "transition ends at epoch 4" in line and "is epoch 2" in line
     assert not out.exists()                                           # nothing written
     r = invoke(unfinished_run, "--target", "relu-only", "--out", out, "--checkpoint", "last")
@@ -107,7 +108,7 @@ def test_stripped_net_equals_trained_net(run_dir, exported):
     trained = load_trained(run_dir)
     val = validation_inputs(trained, load_splits(trained))
     stripped, diff = strip_and_compare(trained.model, val.images)
-    assert diff == 0.0 and exported.report["strip"]["max_abs_diff"] == 0.0
+    assert diff == 0.0 and exported.report.strip["max_abs_diff"] == 0.0
     assert not any("Ensemble" in type(m).__name__ for m in stripped.modules())
     assert any(isinstance(m, nn.ReLU) for m in stripped.modules())
     assert any("Ensemble" in type(m).__name__ for m in trained.model.modules())  # the original is kept
@@ -155,7 +156,7 @@ def test_tflite_is_full_integer_nhwc(exported):
 
 
 def test_parity_table_comes_from_real_runs(run_dir, exported):
-    rows = {r["artefact"]: r for r in exported.report["parity"]}
+    rows = {r["artefact"]: r for r in exported.report.to_dict()["parity"]}
     trained = load_trained(run_dir)
     val = validation_inputs(trained, load_splits(trained))
     labels = val.labels.numpy()
@@ -174,6 +175,7 @@ def test_parity_table_comes_from_real_runs(run_dir, exported):
 def test_reports_describe_the_artefacts(exported):
     report = json.loads((exported.out_dir / "report.json").read_text())
     assert report["verdict"] == "PASSED" and report["exit_code"] == 0 and report["failures"] == []
+    assert ExportReport.from_dict(report).to_dict() == report             # one typed reader and writer
     for name, a in report["artefacts"].items():
         data = (exported.out_dir / name).read_bytes()
         assert a["sha256"] == hashlib.sha256(data).hexdigest() and a["bytes"] == len(data)
@@ -189,7 +191,7 @@ def test_reports_describe_the_artefacts(exported):
 @needs_tflite
 @needs_vela
 def test_vela_places_every_operator_on_the_npu(exported):
-    vela = exported.report["vela"]
+    vela = exported.report.vela
     assert vela["accelerator"] == "ethos-u55-128" and vela["all_on_npu"]
     assert vela["npu_operators"] > 0 and vela["inference_time_ms"] > 0
 

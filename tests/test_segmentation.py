@@ -159,7 +159,7 @@ def test_segmentation_net_exports_to_ethos_u55_with_miou_parity(seg_run, tmp_pat
     # recipe trained in full loses under 0.1 point: see the README); this test is about the wiring.
     result = export_checkpoint(out, "ethos-u55", tmp_path / "export",
                                ExportOptions(calib_samples=64, parity_samples=128, latency_runs=3, max_drop=15.0))
-    report = result.report
+    report = result.report.to_dict()
     assert report["verdict"] == "PASSED", report["failures"]
     rows = {r["artefact"]: r for r in report["parity"]}
     assert set(rows) == {"torch fp32", "model.fp32.onnx", "model.int8.onnx", "model.int8.tflite"}

@@ -6,19 +6,21 @@ from __future__ import annotations
 
 import click
 
+from ..outcomes import exit_codes_help
 from .errors import handle_errors
 from .recipe_flags import list_of, recipe_options, recipe_overrides
 
 PROG = "pea-compare"
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+               epilog=exit_codes_help(PROG))
 @click.argument("recipe", required=False)
 @click.option("--seeds", type=int, default=3, show_default=True, help="runs per setting (seeds 0..N-1)")
 @click.option("--acts", default="gelu,swish,mish", show_default=True, callback=list_of(str),
-              help="smooth activations: each gets an upper-limit row and PEA rows")
-@click.option("--variants", default="weighted,stochastic", show_default=True, callback=list_of(str),
-              help="PEA variants")
+              help="smooth activations (any registered: pea-train --help lists them): each gets an "
+              "upper-limit row and PEA rows")
+@click.option("--variants", callback=list_of(str), help="PEA variants, comma-separated  [default: every registered one]")
 @click.option("--transition-ends", callback=list_of(float),
               help="epochs at which alpha reaches 1, comma-separated  [default: the recipe's]")
 @click.option("-q", "--quiet", is_flag=True, help="print only the table")

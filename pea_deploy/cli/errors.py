@@ -9,6 +9,7 @@ import sys
 import click
 
 from ..errors import PeaError
+from ..outcomes import ExitCode
 
 
 def one_line(text: str) -> str:
@@ -27,18 +28,18 @@ def handle_errors(prog: str):
             except PeaError as e:
                 if os.environ.get("RANK", "0") == "0":  # distributed: one line, from rank 0
                     click.echo(f"{prog}: error: {one_line(e)}", err=True)
-                sys.exit(e.exit_code)
+                sys.exit(int(e.exit_code))
             except (click.exceptions.Exit, click.ClickException, click.Abort):
                 raise
             except KeyboardInterrupt:
                 click.echo(f"{prog}: interrupted", err=True)
-                sys.exit(130)
+                sys.exit(int(ExitCode.INTERRUPTED))
             except Exception as e:  # the last line of defence: never a traceback for a user
                 if os.environ.get("PEA_DEBUG"):
                     raise
                 click.echo(f"{prog}: internal error: {type(e).__name__}: {one_line(e)} "
                            f"(set PEA_DEBUG=1 for the traceback)", err=True)
-                sys.exit(1)
+                sys.exit(int(ExitCode.FAILED))
 
         return inner
 

@@ -1,19 +1,16 @@
 """`pea-export RUN_DIR|CHECKPOINT --target PROFILE`: a thin layer over `pea_deploy.export`.
-
-Exit 0: artefacts built, parity and op checks passed. 1: an artefact breaks the target's rules (or
-Vela puts an operator on the CPU). 2: bad input or a failed conversion step. 3: an ensemble's alpha
-is below 1. 4: an artefact loses more than --max-drop points of top-1 (mIoU for segmentation).
-"""
+Exit codes: pea_deploy.outcomes.MEANINGS["pea-export"] (also in --help)."""
 
 from __future__ import annotations
 
-import shlex
 import sys
 from pathlib import Path
 
 import click
 
+from ..outcomes import exit_codes_help
 from .errors import handle_errors
+from .target_flags import command_line, resolve_profile, target_options
 
 PROG = "pea-export"
 
@@ -22,10 +19,10 @@ def _formats(ctx, param, value):
     return tuple(v.strip() for v in value.split(",") if v.strip()) if value else ()
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+               epilog=exit_codes_help(PROG))
 @click.argument("source", type=click.Path())
-@click.option("--target", help="built-in profile name (see pea-verify-ops --list-targets)")
-@click.option("--profile", "profile_file", type=click.Path(dir_okay=False), help="your own profile TOML file")
+@target_options
 @click.option("--out", type=click.Path(file_okay=False),
               help="output directory  [default: RUN_DIR/export/TARGET, or next to the checkpoint]")
 @click.option("--formats", default="onnx,tflite", show_default=True, callback=_formats,
@@ -48,13 +45,9 @@ def main(source, target, profile_file, out, formats, calib_data, calib_samples, 
     """Verify alpha = 1, strip the PEA ensembles to ReLU/ReLU6, export ONNX (fp32 and int8) and
     full-integer TFLite, prove parity on real validation images and check every artefact against
     the target profile. Writes the artefacts, report.json and report.md to --out."""
-    from ..errors import ConfigError
     from ..export import ExportOptions, export_checkpoint
-    from ..verify import load_profile, load_profile_file
 
-    if bool(target) == bool(profile_file):
-        raise ConfigError("give exactly one of --target NAME or --profile FILE")
-    profile = load_profile(target) if target else load_profile_file(profile_file)
+    profile = resolve_profile(target, profile_file)
     if out is None:
         src = Path(source)
         out = (src if src.is_dir() else src.parent) / "export" / profile.name
@@ -62,7 +55,7 @@ def main(source, target, profile_file, out, formats, calib_data, calib_samples, 
                             calib_method=calib_method, activation_dtype=activation_dtype, opset=opset,
                             max_drop=max_drop, parity_samples=parity_samples, checkpoint=which,
                             latency_runs=latency_runs)
-    command = " ".join(shlex.quote(a) for a in [PROG, *sys.argv[1:]])
+    command = command_line(PROG)
     log = None if quiet else (lambda msg: click.echo(f"{PROG}: {msg}", err=True))
     result = export_checkpoint(source, profile, out, options, command=command, log=log)
     if not quiet:
@@ -72,4 +65,4 @@ def main(source, target, profile_file, out, formats, calib_data, calib_samples, 
             click.echo(f"{path}")
         click.echo(f"{result.out_dir / 'report.md'}")
     click.echo(f"{result.verdict} | target {profile.name} | {result.out_dir} | {command}")
-    sys.exit(result.exit_code)
+    sys.exit(int(result.exit_code))

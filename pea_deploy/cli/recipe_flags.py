@@ -10,6 +10,23 @@ import click
 from ..train.recipe import SECTIONS, field_kind
 
 
+class RegistryChoice(click.Choice):
+    """click.Choice over a registry's names, read when a value is checked or help is shown, so
+    names registered by plug-ins count."""
+
+    def __init__(self, registry):
+        self.registry = registry
+        super().__init__(())
+
+    @property
+    def choices(self):
+        return self.registry.names()
+
+    @choices.setter
+    def choices(self, value):  # click.Choice.__init__ assigns it; the registry is the source
+        pass
+
+
 def list_of(kind):
     def parse(ctx, param, value):
         if value is None:
@@ -35,9 +52,11 @@ def recipe_options(fn):
                 opt = click.option(f"--{flag}/--no-{flag}", dest, default=None, help=help_)
             elif isinstance(default, list):
                 kind = float if f.name == "lr_steps" else str
+                if choices is not None:
+                    help_ = f"{help_}: {', '.join(choices.names())}"
                 opt = click.option(f"--{flag}", dest, default=None, callback=list_of(kind), help=help_)
             else:
-                kind = click.Choice(choices) if choices else field_kind(f)
+                kind = RegistryChoice(choices) if choices is not None else field_kind(f)
                 opt = click.option(f"--{flag}", dest, type=kind, default=None, help=help_)
             fn = opt(fn)
     return fn

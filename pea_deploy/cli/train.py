@@ -10,13 +10,15 @@ import sys
 
 import click
 
+from ..outcomes import exit_codes_help
 from .errors import handle_errors
 from .recipe_flags import recipe_options, recipe_overrides
 
 PROG = "pea-train"
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+               epilog=exit_codes_help(PROG))
 @click.argument("recipe", required=False)
 @click.option("--no-pea", is_flag=True, help="ReLU baseline (same as --mode relu)")
 @click.option("--upper-limit", is_flag=True, help="train with Act only (same as --mode act)")
@@ -44,7 +46,10 @@ def main(recipe, no_pea, upper_limit, resume_dir, list_recipes, nproc, stop_afte
     log = (lambda msg: None) if quiet else (lambda msg: click.echo(msg, err=True))
     values = recipe_overrides(overrides)
     if nproc is not None:
-        _launch_ranks(nproc, None if resume_dir else load_recipe(recipe).with_overrides(values))
+        from ..train.launch import launch_ranks, without_option
+
+        batch = None if resume_dir else load_recipe(recipe).with_overrides(values).data.batch_size
+        sys.exit(launch_ranks(nproc, without_option(sys.argv[1:], "--nproc"), batch))
     if no_pea and upper_limit:
         raise ConfigError("--no-pea and --upper-limit exclude each other")
     if no_pea or upper_limit:
@@ -62,56 +67,14 @@ def main(recipe, no_pea, upper_limit, resume_dir, list_recipes, nproc, stop_afte
         out = r.train.out or f"runs/{r.name}"
         summary = train(r, out, progress=not quiet and None, log=log, until_epoch=stop_after_epoch)
     from ..metrics import METRIC_LABELS
-    from ..train.distributed import context_from_env, shutdown
+    from ..train.distributed import context_from_env
 
-    ctx = context_from_env()
-    shutdown(ctx)
-    if not ctx.is_main:
+    if not context_from_env().is_main:
         return
     metric = summary["metric"]
     label = METRIC_LABELS[metric.removeprefix("val_")]
     click.echo(f"final val {label} {summary['final_' + metric]:.2f}%  all alphas 1: "
                f"{summary['all_alphas_one']}  run: {out}  ({summary['wall_time_s']:.1f}s)")
-
-
-def _launch_ranks(nproc: int, recipe) -> None:
-    """Run `python -m pea_deploy.cli.train ARGS` (ARGS without --nproc) as N ranks with torchrun's
-    own launcher (torch.distributed.launcher, the engine behind `torchrun --standalone`), in this
-    process, so a failed rank ends as its one error line and its exit code, not a launcher traceback."""
-    import logging
-    import os
-    import uuid
-
-    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
-    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
-
-    from ..errors import ConfigError
-    from ..train.distributed import DistContext, local_batch_size
-
-    if nproc < 1:
-        raise ConfigError(f"--nproc must be at least 1, got {nproc}")
-    if "WORLD_SIZE" in os.environ:
-        raise ConfigError("--nproc given inside a torchrun launch; drop one of them")
-    if recipe is not None:  # bad input fails here, once, before any rank starts
-        local_batch_size(recipe.data.batch_size, DistContext(world_size=nproc))
-    args, skip = [], False
-    for a in sys.argv[1:]:
-        if skip:
-            skip = False
-        elif a == "--nproc":
-            skip = True
-        elif not a.startswith("--nproc="):
-            args.append(a)
-    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
-    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
-    config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=str(uuid.uuid4()),
-                          rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0,
-                          monitor_interval=0.1)
-    try:
-        elastic_launch(config, sys.executable)("-m", "pea_deploy.cli.train", *args)
-    except ChildFailedError as e:  # the failing rank 0 has already printed its error line
-        sys.exit(e.get_first_failure()[1].exitcode or 1)
-    sys.exit(0)
 
 
 if __name__ == "__main__":

@@ -1,26 +1,23 @@
 """`pea-verify-ops --target PROFILE MODEL...`: a thin layer over `pea_deploy.verify`.
-
-Exit 0: every model passes. 1: a violation. 2: usage error, bad profile or an unreadable model
-(the other models are still checked and reported).
-"""
+Exit codes: pea_deploy.outcomes.MEANINGS["pea-verify-ops"] (also in --help)."""
 
 from __future__ import annotations
 
-import shlex
 import sys
 
 import click
 
+from ..outcomes import exit_codes_help
 from .errors import handle_errors, one_line
+from .target_flags import command_line, resolve_profile, target_options
 
 PROG = "pea-verify-ops"
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+               epilog=exit_codes_help(PROG))
 @click.argument("models", nargs=-1, type=click.Path(dir_okay=True))
-@click.option("--target", help="built-in profile name (see --list-targets)")
-@click.option("--profile", "profile_file", type=click.Path(dir_okay=False),
-              help="your own profile TOML file (same schema as the built-in ones)")
+@target_options
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "junit", "sarif"]), default="text",
               show_default=True, help="report format")
 @click.option("--output", type=click.Path(dir_okay=False),
@@ -34,7 +31,8 @@ def main(models, target, profile_file, fmt, output, list_targets, describe):
     when decomposed: Erf-GELU, Sigmoid*x, Softplus-Tanh-Mish), only the ops, dtypes and shapes the
     target runs."""
     from ..errors import ConfigError
-    from ..verify import builtin_profiles, exit_code, load_profile, load_profile_file, verify_models
+    from ..outcomes import Verdict
+    from ..verify import builtin_profiles, exit_code, load_profile_file, verify_models
     from ..verify.report import FORMATS, to_text, verdict_line
 
     if list_targets:
@@ -42,9 +40,7 @@ def main(models, target, profile_file, fmt, output, list_targets, describe):
             p = load_profile_file(path)
             click.echo(f"{p.name:12s} {p.description}\n{'':12s} based on: {p.based_on}")
         return
-    if bool(target) == bool(profile_file):
-        raise ConfigError("give exactly one of --target NAME or --profile FILE")
-    profile = load_profile(target) if target else load_profile_file(profile_file)
+    profile = resolve_profile(target, profile_file)
     if describe:
         from ..verify.describe import describe_profile
 
@@ -54,9 +50,9 @@ def main(models, target, profile_file, fmt, output, list_targets, describe):
         raise ConfigError("no MODEL given")
     reports = verify_models(models, profile)
     for r in reports:
-        if r.verdict == "ERROR":
+        if r.verdict is Verdict.ERROR:
             click.echo(f"{PROG}: error: {r.path}: {one_line(r.error)}", err=True)
-    command = " ".join(shlex.quote(a) for a in [PROG, *sys.argv[1:]])
+    command = command_line(PROG)
     text = to_text(reports, profile, command) if fmt == "text" else FORMATS[fmt](reports, profile)
     if output:
         from ..atomic import write_text
@@ -68,4 +64,4 @@ def main(models, target, profile_file, fmt, output, list_targets, describe):
         click.echo(verdict_line(reports, profile, command))
     else:
         click.echo(text, nl=False)
-    sys.exit(exit_code(reports))
+    sys.exit(int(exit_code(reports)))

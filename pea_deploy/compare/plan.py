@@ -9,11 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import ConfigError, unknown_name
+from ..errors import ConfigError
+from ..registry import ACTIVATIONS, VARIANTS
 from ..train.recipe import Recipe
-
-ACTS = ("gelu", "swish", "mish", "elu")
-VARIANTS = ("weighted", "stochastic")
 
 
 @dataclass(frozen=True)
@@ -50,15 +48,15 @@ class Setting:
         return o
 
 
-def plan_settings(recipe: Recipe, acts=("gelu", "swish", "mish"), variants=VARIANTS,
+def plan_settings(recipe: Recipe, acts=("gelu", "swish", "mish"), variants=None,
                   transition_ends=None) -> list[Setting]:
-    """Baseline first, then per Act: upper limit, PEA rows. Transition ends default to the recipe's."""
+    """Baseline first, then per Act: upper limit, PEA rows. Variants default to every registered one,
+    transition ends to the recipe's."""
+    variants = VARIANTS.names() if variants is None else variants
     for a in acts:
-        if a not in ACTS:
-            raise unknown_name("activation", a, ACTS)
+        ACTIVATIONS.check(a)
     for v in variants:
-        if v not in VARIANTS:
-            raise unknown_name("variant", v, VARIANTS)
+        VARIANTS.check(v)
     if not acts or not variants:
         raise ConfigError("a comparison needs at least one activation and one variant")
     ends = list(transition_ends) if transition_ends else [recipe.pea.transition_end]

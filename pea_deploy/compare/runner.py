@@ -10,7 +10,8 @@ from pathlib import Path
 from ..atomic import write_text
 from ..errors import ConfigError
 from ..metrics import METRIC_LABELS
-from ..train.loop import Trainer, load_data
+from ..train.build import load_data
+from ..train.loop import Trainer
 from ..train.recipe import Recipe
 from .plan import Setting
 
@@ -64,8 +65,9 @@ def run_comparison(recipe: Recipe, out: str | Path, settings: list[Setting], see
             resume = (run_dir / "checkpoints" / "last.pt").exists()
             say(f"[{i}/{total}] {setting.label}, seed {seed}: {'resuming' if resume else 'training'}")
             data = data if data is not None else load_data(recipe)
-            summary = Trainer(run_recipe, run_dir, resume=resume, progress=progress,
-                              log=lambda m: None, data=data).fit()
+            with Trainer(run_recipe, run_dir, resume=resume, progress=progress, log=lambda m: None,
+                         data=data) as trainer:
+                summary = trainer.fit()
         metric = summary.get("metric", "val_top1")  # summaries from before segmentation name no metric
         results.append(RunResult(setting, seed, float(summary[f"final_{metric}"]),
                                  float(summary["wall_time_s"]), run_dir, reused, metric))

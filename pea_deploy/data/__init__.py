@@ -1,36 +1,28 @@
 """Datasets by name. Nothing here downloads: built-in sets ship inside installed packages, the rest
-are folders the user points to."""
+are folders the user points to. The names live in `pea_deploy.registry.DATASETS` (add your own with
+`register_dataset`)."""
 
 from __future__ import annotations
 
-from ..errors import unknown_name
-from .builtin import load_digits, load_fashion_mnist
-from .folders import load_cifar, load_image_folder
+from ..errors import DataError
+from ..registry import DATASETS
 from .images import DatasetSplits, FileImages, TensorImages
-from .loader import AUGMENTATIONS, Normalize, augment, epoch_generator, iterate, steps_per_epoch
-from .seg_folders import load_cityscapes, load_segmentation_folder
-from .segmentation import load_shapes
+from .loader import Normalize, augment, epoch_generator, iterate, steps_per_epoch
 
-DATASETS = {
-    "digits": load_digits,
-    "fashion-mnist": load_fashion_mnist,
-    "image-folder": load_image_folder,
-    "cifar10": lambda **kw: load_cifar(classes=10, **kw),
-    "cifar100": lambda **kw: load_cifar(classes=100, **kw),
-    "shapes": load_shapes,
-    "seg-folder": load_segmentation_folder,
-    "cityscapes": load_cityscapes,
-}
-SEGMENTATION_DATASETS = ("shapes", "seg-folder", "cityscapes")
+
+def dataset_task(name: str) -> str:
+    """classification or segmentation."""
+    return DATASETS.get(name).info["task"]
 
 
 def load_dataset(name: str, **options) -> DatasetSplits:
     """Load dataset `name`; options: data_dir, val_fraction, split_seed, image_size, image_width,
     channels."""
-    if name not in DATASETS:
-        raise unknown_name("dataset", name, DATASETS)
-    return DATASETS[name](**options)
+    splits = DATASETS.get(name).load()(**options)
+    if not isinstance(splits, DatasetSplits):
+        raise DataError(f"dataset {name!r}: its loader returned {type(splits).__name__}, not DatasetSplits")
+    return splits
 
 
-__all__ = ["DATASETS", "SEGMENTATION_DATASETS", "load_dataset", "DatasetSplits", "TensorImages", "FileImages", "AUGMENTATIONS",
+__all__ = ["dataset_task", "load_dataset", "DatasetSplits", "TensorImages", "FileImages",
            "Normalize", "augment", "epoch_generator", "iterate", "steps_per_epoch"]

@@ -93,3 +93,11 @@ def load_cifar(data_dir: str | None = None, classes: int = 10, **_) -> DatasetSp
         meta = _unpickle(root / "meta") if (root / "meta").exists() else {}
         names = meta.get("fine_label_names", [str(i) for i in range(100)])
     return DatasetSplits(f"cifar{classes}", train, val, classes, 3, 32, list(names), source=str(root))
+
+
+def load_cifar10(data_dir: str | None = None, **_) -> DatasetSplits:
+    return load_cifar(data_dir, classes=10)
+
+
+def load_cifar100(data_dir: str | None = None, **_) -> DatasetSplits:
+    return load_cifar(data_dir, classes=100)

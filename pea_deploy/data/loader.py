@@ -14,10 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..errors import unknown_name
+from ..registry import AUGMENTATIONS
 from .images import FileImages, TensorImages
-
-AUGMENTATIONS = ("crop", "flip")
 
 
 @dataclass(frozen=True)
@@ -31,18 +29,13 @@ class Normalize:
         return (images_u8.float().div_(255.0) - mean) / std
 
 
-def check_augmentations(names) -> tuple[str, ...]:
-    for n in names:
-        if n not in AUGMENTATIONS:
-            raise unknown_name("augmentation", n, AUGMENTATIONS)
-    return tuple(names)
-
-
 def augment(batch: Tensor, names: tuple[str, ...], pad: int, gen: torch.Generator,
             masks: Tensor | None = None, mask_fill: int = 255):
     """Random crop after zero padding by `pad` pixels (a random translation), and random horizontal
     flip, per sample. With `masks` (N, H, W) the same crop and flip move the masks, padded with
     `mask_fill` (unscored), and (images, masks) is returned."""
+    for name in names:
+        AUGMENTATIONS.check(name)
     n, _, h, w = batch.shape
     if "crop" in names and pad > 0:
         dy = torch.randint(0, 2 * pad + 1, (n,), generator=gen).tolist()

@@ -13,7 +13,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
-from ..metrics import IGNORE_INDEX, confusion_matrix, iou_percent, mean_iou
+from ..metrics import IGNORE_INDEX
+from ..train.task import task_named
 from .samples import LabelledInputs
 
 
@@ -32,55 +33,40 @@ class ParityRow:
     def to_dict(self) -> dict:
         return asdict(self)
 
-
-class _Tally:
-    """Running counts for one artefact."""
-
-    def __init__(self, num_classes: int):
-        self.correct = self.same = self.counted = 0
-        self.max_diff = 0.0
-        self.confusion = torch.zeros(num_classes, num_classes, dtype=torch.int64)
+    @classmethod
+    def from_dict(cls, d: dict) -> "ParityRow":
+        """A report row; schema 1 rows (classification only) name the score `top1`."""
+        if "score" not in d:
+            d = {**{k: v for k, v in d.items() if k != "top1"}, "metric": "top1", "score": d["top1"]}
+        return cls(**{k: d[k] for k in ("artefact", "runtime", "samples", "metric", "score", "agreement",
+                                        "max_abs_diff", "drop")}, iou=d.get("iou"))
 
 
 class ParityScorer:
-    """Feed (torch outputs, artefact outputs, labels) batch by batch; `rows()` gives the table."""
+    """Feed (torch outputs, artefact outputs, labels) batch by batch; `rows()` gives the table. What
+    is scored (top-1, or mIoU with per-class IoU) is the training task's own tally."""
 
     def __init__(self, task: str = "classification", num_classes: int = 0, ignore_index: int = IGNORE_INDEX):
-        self.segmentation = task == "segmentation"
-        self.num_classes, self.ignore_index = max(num_classes, 1), ignore_index
-        self.tallies: dict[str, _Tally] = {}
+        self.task = task_named(task, num_classes, ignore_index)
+        self.tallies: dict = {}
         self.runtimes: dict[str, str] = {}
+        self.max_diff: dict[str, float] = {}
         self.samples = 0
 
     def add(self, name: str, runtime: str, outputs: np.ndarray, reference: np.ndarray, labels: np.ndarray) -> None:
-        t = self.tallies.setdefault(name, _Tally(self.num_classes))
+        t = self.tallies.setdefault(name, self.task.tally())
         self.runtimes[name] = runtime
-        pred, ref_pred = outputs.argmax(1), reference.argmax(1)
-        if self.segmentation:
-            scored = labels != self.ignore_index
-            t.same += int(((pred == ref_pred) & scored).sum())
-            t.counted += int(scored.sum())
-            t.confusion += confusion_matrix(torch.from_numpy(pred), torch.from_numpy(labels.astype(np.int64)),
-                                            self.num_classes, self.ignore_index)
-        else:
-            t.correct += int((pred == labels).sum())
-            t.same += int((pred == ref_pred).sum())
-            t.counted += len(labels)
-        t.max_diff = max(t.max_diff, float(np.abs(outputs - reference).max()))
-
-    def _score(self, t: _Tally) -> tuple[float, list | None]:
-        if self.segmentation:
-            return mean_iou(t.confusion), iou_percent(t.confusion)
-        return 100.0 * t.correct / max(t.counted, 1), None
+        t.add(torch.from_numpy(outputs.argmax(1)), torch.from_numpy(reference.argmax(1)),
+              torch.from_numpy(labels.astype(np.int64)))
+        self.max_diff[name] = max(self.max_diff.get(name, 0.0), float(np.abs(outputs - reference).max()))
 
     def rows(self, reference: str = "torch fp32") -> list[ParityRow]:
-        metric = "miou" if self.segmentation else "top1"
-        ref_score, _ = self._score(self.tallies[reference])
+        ref_score, _ = self.tallies[reference].score()
         rows = []
         for name, t in self.tallies.items():
-            score, iou = self._score(t)
-            rows.append(ParityRow(name, self.runtimes[name], self.samples, metric, round(score, 4),
-                                  round(100.0 * t.same / max(t.counted, 1), 4), t.max_diff,
+            score, iou = t.score()
+            rows.append(ParityRow(name, self.runtimes[name], self.samples, self.task.metric, round(score, 4),
+                                  round(100.0 * t.same / max(t.counted, 1), 4), self.max_diff[name],
                                   round(ref_score - score, 4), iou))
         return rows
 

@@ -17,18 +17,20 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 
 from ..errors import ConfigError, unknown_name
 from ..metrics import IGNORE_INDEX, METRIC_LABELS
+from ..outcomes import ExitCode, Verdict
 from ..verify import Profile, load_profile, verify_model
 from ..verify.report import model_to_dict
 from .onnx_export import export_onnx
 from .onnx_quant import ACTIVATION_DTYPES, CALIBRATION_METHODS, quantize_onnx
 from .parity import ParityRow, run_parity
+from .report import ExportReport, Failure, FailureKind
 from .runtimes import OnnxRunner, TFLiteRunner, TorchRunner, latency_ms
 from .samples import calibration_inputs, load_splits, validation_inputs
 from .steps import require
+from .target import ExportSettings
 from .trained import load_trained, require_deployable, strip_and_compare
 from .versions import versions
 
@@ -36,9 +38,6 @@ FORMATS = ("onnx", "tflite")
 FP32_ONNX, INT8_ONNX, INT8_TFLITE = "model.fp32.onnx", "model.int8.onnx", "model.int8.tflite"
 ARTEFACTS = (FP32_ONNX, INT8_ONNX, INT8_TFLITE)
 REPORTS = ("report.json", "report.md")
-
-# Exit codes of a completed export (errors before that exit 2, alpha < 1 exits 3).
-EXIT_PASSED, EXIT_VERIFY_FAILED, EXIT_PARITY_FAILED = 0, 1, 4
 
 
 @dataclass
@@ -78,20 +77,20 @@ class ExportOptions:
 @dataclass
 class ExportResult:
     out_dir: Path
-    report: dict
+    report: ExportReport
     artefacts: dict[str, Path] = field(default_factory=dict)
 
     @property
-    def verdict(self) -> str:
-        return self.report["verdict"]
+    def verdict(self) -> Verdict:
+        return self.report.verdict
 
     @property
-    def exit_code(self) -> int:
-        return self.report["exit_code"]
+    def exit_code(self) -> ExitCode:
+        return self.report.exit_code
 
     @property
-    def failures(self) -> list[str]:
-        return self.report["failures"]
+    def failures(self) -> list[Failure]:
+        return self.report.failures
 
 
 def _prepare_out_dir(out: Path) -> Path:
@@ -144,15 +143,16 @@ def export_checkpoint(source: str | Path, target: str | Profile, out: str | Path
         return value
 
     profile = target if isinstance(target, Profile) else load_profile(target)
+    settings = ExportSettings.from_profile(profile)
     trained = load_trained(source, options.checkpoint)
     alphas = require_deployable(trained)
     if "tflite" in options.formats:
         require("litert_torch", "the int8 TFLite export (--formats tflite)", "tflite")
-    vela_config = profile.export.vela_accelerator if "tflite" in options.formats else None
+    vela_config = settings.vela_accelerator if "tflite" in options.formats else None
     if vela_config:
         require("ethosu", f"target {profile.name} (Vela compilation for {vela_config})", "vela")
-    opset = options.opset or profile.export.opset
-    act_dtype = options.activation_dtype or profile.export.activation_dtype
+    opset = options.opset or settings.opset
+    act_dtype = options.activation_dtype or settings.activation_dtype
     # Every input is checked before the first progress line, so bad input reads as one line.
     splits = timed("load_data_s", load_splits, trained)
     val = validation_inputs(trained, splits, options.parity_samples, options.seed)
@@ -208,38 +208,29 @@ def export_checkpoint(source: str | Path, target: str | Profile, out: str | Path
         latency = {name: latency_ms(r, x1, runs=options.latency_runs) for name, r in runners.items()}
 
         failures = _failures(rows, checks, vela, options.max_drop)
-        exit_code = (EXIT_VERIFY_FAILED if any(f.startswith("verify") for f in failures)
-                     else EXIT_PARITY_FAILED if failures else EXIT_PASSED)
         timings["total_s"] = round(time.perf_counter() - t_start, 3)
         artefacts = {name: {"file": name, "bytes": (staging / name).stat().st_size,
                             "sha256": _sha256(staging / name), "runtime": runners[name].kind,
                             "latency_batch1_1thread": latency[name],
                             "verify": {**model_to_dict(checks[name]), "path": name}}
                      for name in made}
-        report = {
-            "schema_version": 2, "tool": "pea-export", "command": command,
-            "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "verdict": "FAILED" if failures else "PASSED", "exit_code": exit_code, "failures": failures,
-            "checkpoint": {"path": str(trained.checkpoint), "sha256": _sha256(trained.checkpoint),
-                           "epoch": trained.epoch, "global_step": trained.global_step,
-                           "recipe": trained.recipe.to_dict(), "task": trained.task,
-                           "classes": trained.dataset.get("classes")},
-            "alpha": {"ensembles": len(alphas), "all_one": True, "values": alphas},
-            "strip": {"max_abs_diff": strip_diff, "samples": len(val.images)},
-            "target": profile.to_dict(),
-            "settings": {"formats": list(options.formats), "opset": opset, "activation_dtype": act_dtype,
-                         "calibration": {"source": calib_source, "samples": len(calib),
-                                         "onnx_method": options.calib_method,
-                                         "tflite_observer": "PT2E HistogramObserver (litert-torch)"},
-                         "validation": {"source": val.source, "samples": len(val.images)},
-                         "max_drop": options.max_drop, "input_shape_nchw": list(trained.input_shape)},
-            "parity": [r.to_dict() for r in rows],
-            "torch_latency_batch1_1thread": latency["torch fp32"],
-            "artefacts": artefacts,
-            "vela": vela.to_dict() if vela else None,
-            "versions": versions(),
-            "timings_s": timings,
-        }
+        report = ExportReport(
+            command=command, created_utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), failures=failures,
+            checkpoint={"path": str(trained.checkpoint), "sha256": _sha256(trained.checkpoint),
+                        "epoch": trained.epoch, "global_step": trained.global_step,
+                        "recipe": trained.recipe.to_dict(), "task": trained.task,
+                        "classes": trained.dataset.get("classes")},
+            alpha={"ensembles": len(alphas), "all_one": True, "values": alphas},
+            strip={"max_abs_diff": strip_diff, "samples": len(val.images)},
+            target=profile.to_dict(),
+            settings={"formats": list(options.formats), "opset": opset, "activation_dtype": act_dtype,
+                      "calibration": {"source": calib_source, "samples": len(calib),
+                                      "onnx_method": options.calib_method,
+                                      "tflite_observer": "PT2E HistogramObserver (litert-torch)"},
+                      "validation": {"source": val.source, "samples": len(val.images)},
+                      "max_drop": options.max_drop, "input_shape_nchw": list(trained.input_shape)},
+            parity=rows, torch_latency_batch1_1thread=latency["torch fp32"], artefacts=artefacts,
+            vela=vela.to_dict() if vela else None, versions=versions(), timings_s=timings)
         from .report import write_reports
 
         write_reports(staging, report)
@@ -249,18 +240,18 @@ def export_checkpoint(source: str | Path, target: str | Profile, out: str | Path
     return ExportResult(out, report, {k: v for k, v in placed.items() if k in ARTEFACTS})
 
 
-def _failures(rows: list[ParityRow], checks: dict, vela, max_drop: float) -> list[str]:
+def _failures(rows: list[ParityRow], checks: dict, vela, max_drop: float) -> list[Failure]:
     failures = []
     for r in rows[1:]:
         if r.drop > max_drop:
-            failures.append(f"parity: {r.artefact} {METRIC_LABELS[r.metric]} {r.score:.2f}% is {r.drop:.2f} points "
-                            f"below torch fp32 ({rows[0].score:.2f}%), more than --max-drop {max_drop:g}")
+            failures.append(Failure(FailureKind.PARITY, f"{r.artefact} {METRIC_LABELS[r.metric]} {r.score:.2f}% is {r.drop:.2f} points "
+                            f"below torch fp32 ({rows[0].score:.2f}%), more than --max-drop {max_drop:g}"))
     for name, check in checks.items():
         if not check.passed:
             codes = sorted({v.reason_code for v in check.violations})
-            failures.append(f"verify: {name} has {len(check.violations)} violation(s) of target "
-                            f"rules ({', '.join(codes)})")
+            failures.append(Failure(FailureKind.VERIFY, f"{name} has {len(check.violations)} violation(s) "
+                                    f"of target rules ({', '.join(codes)})"))
     if vela is not None and not vela.all_on_npu:
-        failures.append(f"verify: Vela places {vela.cpu_operators} operator(s) on the CPU for "
-                        f"{vela.accelerator}: {'; '.join(vela.cpu_fallback[:5])}")
+        failures.append(Failure(FailureKind.VERIFY, f"Vela places {vela.cpu_operators} operator(s) on the CPU "
+                                f"for {vela.accelerator}: {'; '.join(vela.cpu_fallback[:5])}"))
     return failures

@@ -1,19 +1,113 @@
-"""report.json (the machine's record) and report.md (the person's summary) of one export."""
+"""report.json (the machine's record) and report.md (the person's summary) of one export.
+
+`ExportReport` is the typed record; `to_dict` writes report.json's schema (version 2) and `from_dict`
+reads versions 1 and 2, so every reader (report.md, benchmarks, a user's CI) goes through one class.
+"""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 
 from ..atomic import write_text
 from ..metrics import METRIC_LABELS
+from ..outcomes import ExitCode, Verdict
+from .parity import ParityRow
+
+SCHEMA_VERSION = 2
+
+
+class FailureKind(str, Enum):
+    PARITY = "parity"   # an artefact lost more than --max-drop points
+    VERIFY = "verify"   # an artefact breaks the target's rules, or Vela left an operator on the CPU
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return ExitCode.PARITY if self is FailureKind.PARITY else ExitCode.FAILED
+
+
+@dataclass(frozen=True)
+class Failure:
+    kind: FailureKind
+    message: str
+
+    def __str__(self) -> str:  # report.json keeps failures as "kind: message" strings
+        return f"{self.kind.value}: {self.message}"
+
+    @classmethod
+    def parse(cls, text: str) -> "Failure":
+        kind, _, message = text.partition(": ")
+        return cls(FailureKind(kind), message)
+
+
+def exit_code_of(failures: list[Failure]) -> ExitCode:
+    """A rule violation outranks a parity loss (it is the harder stop for deployment)."""
+    codes = {f.kind.exit_code for f in failures}
+    for code in (ExitCode.FAILED, ExitCode.PARITY):
+        if code in codes:
+            return code
+    return ExitCode.OK
+
+
+@dataclass
+class ExportReport:
+    command: str
+    created_utc: str
+    failures: list[Failure]
+    checkpoint: dict                 # path, sha256, epoch, global_step, recipe, task, classes
+    alpha: dict                      # ensembles, all_one, values
+    strip: dict                      # max_abs_diff, samples
+    target: dict                     # the profile, as Profile.to_dict()
+    settings: dict                   # formats, opset, activation_dtype, calibration, validation, ...
+    parity: list[ParityRow]          # the torch fp32 reference first
+    torch_latency_batch1_1thread: dict
+    artefacts: dict[str, dict]       # file name -> bytes, sha256, runtime, latency, verify
+    vela: dict | None
+    versions: dict
+    timings_s: dict = field(default_factory=dict)
+    tool: str = "pea-export"
+    schema_version: int = SCHEMA_VERSION
+
+    @property
+    def verdict(self) -> Verdict:
+        return Verdict.FAILED if self.failures else Verdict.PASSED
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return exit_code_of(self.failures)
+
+    def to_dict(self) -> dict:
+        return {
+            "schema_version": SCHEMA_VERSION, "tool": self.tool, "command": self.command,
+            "created_utc": self.created_utc, "verdict": self.verdict.value, "exit_code": int(self.exit_code),
+            "failures": [str(f) for f in self.failures], "checkpoint": self.checkpoint, "alpha": self.alpha,
+            "strip": self.strip, "target": self.target, "settings": self.settings,
+            "parity": [r.to_dict() for r in self.parity],
+            "torch_latency_batch1_1thread": self.torch_latency_batch1_1thread, "artefacts": self.artefacts,
+            "vela": self.vela, "versions": self.versions, "timings_s": self.timings_s,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ExportReport":
+        """Read report.json of schema 1 (top-1 only) or 2."""
+        version = d.get("schema_version")
+        if version not in (1, 2):
+            raise ValueError(f"report schema_version {version!r}; this pea-deploy reads 1 and 2")
+        return cls(d.get("command", ""), d.get("created_utc", ""), [Failure.parse(f) for f in d["failures"]],
+                   d["checkpoint"], d["alpha"], d["strip"], d["target"], d["settings"],
+                   [ParityRow.from_dict(r) for r in d["parity"]], d["torch_latency_batch1_1thread"],
+                   d["artefacts"], d.get("vela"), d.get("versions", {}), d.get("timings_s", {}),
+                   d.get("tool", "pea-export"), version)
 
 
 def _kib(n: int) -> str:
     return f"{n / 1024:.1f} KiB" if n < 1 << 20 else f"{n / (1 << 20):.2f} MiB"
 
 
-def to_markdown(report: dict) -> str:
+def to_markdown(report: ExportReport) -> str:
+    report = report.to_dict()
     s = report["settings"]
     ck = report["checkpoint"]
     lines = [
@@ -74,7 +168,7 @@ def to_markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
-def write_reports(directory: str | Path, report: dict) -> None:
+def write_reports(directory: str | Path, report: ExportReport) -> None:
     directory = Path(directory)
-    write_text(directory / "report.json", json.dumps(report, indent=2) + "\n")
+    write_text(directory / "report.json", json.dumps(report.to_dict(), indent=2) + "\n")
     write_text(directory / "report.md", to_markdown(report))

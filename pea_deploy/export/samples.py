@@ -17,7 +17,7 @@ from ..data import Normalize, iterate
 from ..data.folders import IMAGE_SUFFIXES
 from ..data.images import DatasetSplits, load_image
 from ..errors import DataError
-from ..train.loop import load_data
+from ..train.build import load_data
 from .trained import TrainedModel
 
 

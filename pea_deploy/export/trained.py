@@ -13,10 +13,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import AlphaNotOneError, CheckpointError, ConfigError, ConversionError
-from ..pea import AlphaSchedule, alphas
+from ..errors import CheckpointError, ConfigError, ConversionError
+from ..pea import AlphaSchedule, require_alpha_one
 from ..train.checkpoint import load_checkpoint, resolve_checkpoint
-from ..train.loop import build_model
+from ..train.build import build_model
 from ..train.recipe import Recipe
 
 
@@ -96,13 +96,7 @@ def require_deployable(trained: TrainedModel) -> dict[str, float]:
         raise ConversionError(f"refusing to export {trained.checkpoint}: it is an upper-limit run "
                               f"({trained.recipe.pea.act} only, pea.mode = act) with no ReLU form; export "
                               f"a PEA run or the ReLU baseline")
-    found = alphas(trained.model)
-    below = {name: a for name, a in found.items() if a != 1.0}
-    if below:
-        listed = ", ".join(f"{n} alpha={a:.6g}" for n, a in below.items())
-        raise AlphaNotOneError(f"refusing to export {trained.checkpoint}: {len(below)} of {len(found)} "
-                               f"ensemble(s) have alpha < 1 ({listed}); {schedule_context(trained)}")
-    return found
+    return require_alpha_one(trained.model, schedule_context(trained), f"refusing to export {trained.checkpoint}")
 
 
 @torch.no_grad()

@@ -1,47 +1,30 @@
-"""Network architectures by name: `build_net(name, num_classes, in_channels, **options)`."""
+"""Network architectures by name: `build_net(name, num_classes, in_channels, **options)`.
+
+The names live in `pea_deploy.registry.NETS` (register your own with `register_net`)."""
 
 from __future__ import annotations
 
-import inspect
-
 from torch import nn
 
-from ..errors import ConfigError, unknown_name
-from .alexnet import AlexNetBN
-from .erfnet import ERFNetClassifier, ERFNetSegmentation
-from .mobilenet import MobileNetV1
-from .resnet import BasicBlock, Bottleneck, ResNet
+from ..errors import ConfigError
+from ..registry import NETS
 
 
-def _resnet(block, layers):
-    def build(num_classes, in_channels=3, **kw):
-        return ResNet(block, layers, num_classes, in_channels, **kw)
-    build.options = ResNet
-    return build
-
-
-# name -> constructor(num_classes, in_channels, **options)
-NETS = {
-    "resnet18": _resnet(BasicBlock, [2, 2, 2, 2]),
-    "resnet50": _resnet(Bottleneck, [3, 4, 6, 3]),
-    "mobilenet-v1": MobileNetV1,
-    "alexnet-bn": AlexNetBN,
-    "erfnet": ERFNetClassifier,
-    "erfnet-seg": ERFNetSegmentation,
-}
-SEGMENTATION_NETS = {"erfnet-seg"}  # per-pixel logits (N, classes, H, W): train on segmentation sets
+def is_segmentation_net(name: str) -> bool:
+    """True for nets with per-pixel logits (N, classes, H, W): they train on segmentation sets."""
+    return NETS.get(name).info["task"] == "segmentation"
 
 
 def build_net(name: str, num_classes: int, in_channels: int = 3, **options) -> nn.Module:
-    """Build architecture `name`; options (width, stem, dropout, relu6) go to its constructor."""
-    if name not in NETS:
-        raise unknown_name("model", name, NETS)
-    ctor = NETS[name]
-    accepted = set(inspect.signature(getattr(ctor, "options", ctor).__init__).parameters)
-    unknown = sorted(k for k in options if k not in accepted)
+    """Build architecture `name`; options (width, stem, dropout, relu6, norm) go to its builder."""
+    entry = NETS.get(name)
+    unknown = sorted(k for k in options if k not in entry.options)
     if unknown:
         raise ConfigError(f"model {name!r} does not take option(s): {', '.join(unknown)}")
     try:
-        return ctor(num_classes, in_channels, **options)
+        net = entry.load()(num_classes, in_channels, **options)
     except ValueError as e:
         raise ConfigError(f"model {name!r}: {e}") from None
+    if not isinstance(net, nn.Module):
+        raise ConfigError(f"model {name!r}: its builder returned {type(net).__name__}, not an nn.Module")
+    return net

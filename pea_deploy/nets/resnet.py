@@ -99,6 +99,14 @@ class ResNet(nn.Module):
         return self.fc(self.dropout(self.pool(x).flatten(1)))
 
 
+def resnet18(num_classes: int, in_channels: int = 3, **options) -> ResNet:
+    return ResNet(BasicBlock, [2, 2, 2, 2], num_classes, in_channels, **options)
+
+
+def resnet50(num_classes: int, in_channels: int = 3, **options) -> ResNet:
+    return ResNet(Bottleneck, [3, 4, 6, 3], num_classes, in_channels, **options)
+
+
 def _init_weights(model: nn.Module) -> None:
     for m in model.modules():
         if isinstance(m, nn.Conv2d):

@@ -1,9 +1,9 @@
-"""Registry of the activations PEA ensembles combine: the smooth ones (Act) and the deploy targets (T).
+"""The activations PEA ensembles combine: the smooth ones (Act) and the deploy targets (T).
 
-Each entry is a pair of pure functions on tensors, the value and its derivative, so the fused
-ensemble can recompute both from the saved input alone in backward. Names are looked up with
-`smooth_activation(name)` / `target_activation(name)`; an unknown name raises a ConfigError that
-lists the valid ones.
+Each is a pair of pure functions on tensors, the value and its derivative, so the fused ensemble can
+recompute both from the saved input alone in backward. The names live in `pea_deploy.registry`
+(ACTIVATIONS, TARGETS); `smooth_activation(name)` / `target_activation(name)` build them, and an
+unknown name raises a ConfigError that lists the valid ones.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
-from ..errors import unknown_name
+from ..errors import ConfigError
+from ..registry import ACTIVATIONS, TARGETS, resolve
 
 TensorFn = Callable[[Tensor], Tensor]
 
@@ -30,7 +31,7 @@ class Activation:
 
     name: str
     fn: TensorFn
-    grad: TensorFn
+    grad: TensorFn | None
     module: Callable[[], nn.Module]
     # grad_out * d fn/dx as one fused ATen kernel where PyTorch has one (gelu_backward, ...)
     backward: Callable[[Tensor, Tensor], Tensor] | None = None
@@ -39,6 +40,10 @@ class Activation:
         """grad_out * fn'(x)."""
         if self.backward is not None:
             return self.backward(grad_out, x)
+        if self.grad is None:  # a plug-in without a derivative: autograd through fn
+            with torch.enable_grad():
+                xr = x.detach().requires_grad_(True)
+                return torch.autograd.grad(self.fn(xr), xr, grad_out)[0]
         return grad_out * self.grad(x)
 
 
@@ -82,22 +87,54 @@ class Swish(nn.Module):
         return f"beta={self.beta}"
 
 
+class Pointwise(nn.Module):
+    """The plain module of an activation registered as a function (an Act-only net's layer)."""
+
+    def __init__(self, name: str, fn: TensorFn):
+        super().__init__()
+        self.name, self.fn = name, fn
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fn(x)
+
+    def extra_repr(self) -> str:
+        return self.name
+
+
+def gelu() -> Activation:
+    return Activation("gelu", nn.functional.gelu, _gelu_grad, nn.GELU, lambda g, x: _aten.gelu_backward(g, x))
+
+
+def swish(swish_beta: float = 1.0, name: str = "swish") -> Activation:
+    fn, grad = _swish(swish_beta)
+    if swish_beta == 1.0:
+        return Activation(name, nn.functional.silu, grad, nn.SiLU, _aten.silu_backward)
+    return Activation(name, fn, grad, lambda: Swish(swish_beta))
+
+
+def silu(swish_beta: float = 1.0) -> Activation:
+    return swish(swish_beta, "silu")
+
+
+def mish() -> Activation:
+    return Activation("mish", nn.functional.mish, _mish_grad, nn.Mish, _aten.mish_backward)
+
+
+def elu() -> Activation:
+    return Activation("elu", nn.functional.elu, _elu_grad, nn.ELU)
+
+
 def smooth_activation(name: str, swish_beta: float = 1.0) -> Activation:
-    """The smooth activation `name` (gelu, swish/silu, mish, elu) as value, derivative and module."""
-    key = name.lower()
-    if key == "gelu":
-        return Activation("gelu", nn.functional.gelu, _gelu_grad, nn.GELU,
-                          lambda g, x: _aten.gelu_backward(g, x))
-    if key in ("swish", "silu"):
-        fn, grad = _swish(swish_beta)
-        if swish_beta == 1.0:
-            return Activation(key, nn.functional.silu, grad, nn.SiLU, _aten.silu_backward)
-        return Activation(key, fn, grad, lambda: Swish(swish_beta))
-    if key == "mish":
-        return Activation("mish", nn.functional.mish, _mish_grad, nn.Mish, _aten.mish_backward)
-    if key == "elu":
-        return Activation("elu", nn.functional.elu, _elu_grad, nn.ELU)
-    raise unknown_name("activation", name, SMOOTH_NAMES)
+    """The registered smooth activation `name` as value, derivative and module: built by its factory
+    (the built-ins) or from the function, derivative and module a plug-in registered."""
+    entry = ACTIVATIONS.get(name.lower() if isinstance(name, str) else name)
+    if entry.builder is not None:
+        options = {"swish_beta": swish_beta} if "swish_beta" in entry.options else {}
+        return entry.load()(**options)
+    fn, grad, module = (resolve(entry.info[k]) for k in ("fn", "grad", "module"))
+    if not callable(fn):
+        raise ConfigError(f"activation {entry.name!r}: its function is not callable ({fn!r})")
+    return Activation(entry.name, fn, grad, module or (lambda: Pointwise(entry.name, fn)))
 
 
 def _relu_grad(x: Tensor) -> Tensor:
@@ -108,20 +145,15 @@ def _relu6_grad(x: Tensor) -> Tensor:
     return ((x > 0) & (x < 6)).to(x.dtype)
 
 
-_TARGETS = {
-    "relu": Activation("relu", torch.relu, _relu_grad, nn.ReLU,
-                       lambda g, x: _aten.threshold_backward(g, x, 0)),
-    "relu6": Activation("relu6", nn.functional.relu6, _relu6_grad, nn.ReLU6,
-                        lambda g, x: _aten.hardtanh_backward(g, x, 0.0, 6.0)),
-}
+def relu() -> Activation:
+    return Activation("relu", torch.relu, _relu_grad, nn.ReLU, lambda g, x: _aten.threshold_backward(g, x, 0))
 
-SMOOTH_NAMES = ("gelu", "swish", "silu", "mish", "elu")
-TARGET_NAMES = tuple(_TARGETS)
+
+def relu6() -> Activation:
+    return Activation("relu6", nn.functional.relu6, _relu6_grad, nn.ReLU6,
+                      lambda g, x: _aten.hardtanh_backward(g, x, 0.0, 6.0))
 
 
 def target_activation(name: str) -> Activation:
     """The deploy target `name` (relu or relu6)."""
-    try:
-        return _TARGETS[name.lower()]
-    except KeyError:
-        raise unknown_name("target", name, TARGET_NAMES) from None
+    return TARGETS.get(name.lower() if isinstance(name, str) else name).load()()

@@ -13,13 +13,13 @@ from typing import Callable
 
 from torch import nn
 
-from ..errors import AlphaNotOneError, ConversionError, unknown_name
-from .ensemble import GRANULARITIES, VARIANTS, PEAEnsemble, StochasticEnsemble
+from ..errors import AlphaNotOneError, ConversionError
+from ..registry import GRANULARITIES, VARIANTS, smooth_activation_labels
+from .ensemble import PEAEnsemble
 
-_ACTIVATION_HINTS = (
-    "relu", "gelu", "silu", "swish", "mish", "elu", "sigmoid", "tanh", "hardswish", "hardsigmoid",
-    "softplus", "leakyrelu", "prelu", "selu", "celu",
-)
+# Activation classes a model may hold besides the registered smooth ones (those come from the registry).
+_OTHER_ACTIVATIONS = ("relu", "relu6", "sigmoid", "tanh", "hardswish", "hardsigmoid", "softplus", "leakyrelu",
+                      "prelu", "selu", "celu")
 
 
 def _replace_modules(model: nn.Module, make: Callable[[nn.Module], nn.Module | None]) -> int:
@@ -59,8 +59,8 @@ def _functional_relus(model: nn.Module) -> list[str]:
 
 def _nothing_to_convert(model: nn.Module, kinds: tuple[type, ...]) -> ConversionError:
     wanted = " or ".join(f"nn.{k.__name__}" for k in kinds)
-    acts = Counter(type(m).__name__ for m in model.modules()
-                   if type(m).__name__.lower() in _ACTIVATION_HINTS)
+    known = {n.lower() for n in (*_OTHER_ACTIVATIONS, *smooth_activation_labels())}
+    acts = Counter(type(m).__name__ for m in model.modules() if type(m).__name__.lower() in known)
     if any(isinstance(m, PEAEnsemble) for m in model.modules()):
         return ConversionError("model is already converted: it holds PEA ensembles")
     parts = [f"convert found no {wanted} module to replace"]
@@ -84,17 +84,15 @@ def convert(model: nn.Module, act: str = "gelu", variant: str = "weighted", targ
     variant: "weighted" (Eq. 1) or "stochastic" (Eq. 3); granularity applies to stochastic only.
     Raises ConversionError when nothing is found to convert, naming what the model holds instead.
     """
-    if variant not in VARIANTS:
-        raise unknown_name("variant", variant, VARIANTS)
-    if granularity not in GRANULARITIES:
-        raise unknown_name("granularity", granularity, GRANULARITIES)
+    variant_entry = VARIANTS.get(variant)
+    GRANULARITIES.check(granularity)
     kinds: tuple[type, ...] = (nn.ReLU, nn.ReLU6) if target.lower() == "relu6" else (nn.ReLU,)
-    cls = VARIANTS[variant]
+    cls = variant_entry.load()
 
     def make(child: nn.Module) -> nn.Module | None:
         if type(child) not in kinds:
             return None
-        extra = {"granularity": granularity} if cls is StochasticEnsemble else {}
+        extra = {"granularity": granularity} if "granularity" in variant_entry.options else {}
         ens = cls(act=act, target=target, swish_beta=swish_beta, **extra)
         ens.set_alpha(alpha)
         return ens
@@ -139,16 +137,20 @@ def set_alpha(model: nn.Module, value: float) -> int:
     return len(mods)
 
 
-def require_alpha_one(model: nn.Module, context: str = "") -> None:
-    """Raise AlphaNotOneError listing each ensemble whose alpha is not exactly 1."""
-    below = {name: a for name, a in alphas(model).items() if a != 1.0}
+def require_alpha_one(model: nn.Module, context: str = "", subject: str = "") -> dict[str, float]:
+    """Raise AlphaNotOneError listing each ensemble whose alpha is not exactly 1 (`subject` leads the
+    message, `context` ends it); return every ensemble's alpha when all are 1."""
+    found = alphas(model)
+    below = {name: a for name, a in found.items() if a != 1.0}
     if below:
         listed = ", ".join(f"{n} (alpha={a:.6g})" for n, a in list(below.items())[:6])
         more = f" and {len(below) - 6} more" if len(below) > 6 else ""
         suffix = f"; {context}" if context else ""
+        lead = f"{subject}: " if subject else ""
         raise AlphaNotOneError(
-            f"{len(below)} ensemble(s) have alpha < 1, the network is not yet ReLU-only: "
+            f"{lead}{len(below)} of {len(found)} ensemble(s) have alpha < 1, the network is not yet ReLU-only: "
             f"{listed}{more}{suffix}")
+    return found
 
 
 def strip(model: nn.Module) -> nn.Module:

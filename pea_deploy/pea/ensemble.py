@@ -16,9 +16,8 @@ import struct
 import torch
 from torch import Tensor, nn
 
+from ..registry import GRANULARITIES
 from .activations import Activation, smooth_activation, target_activation
-
-GRANULARITIES = ("element", "channel", "tensor")
 
 
 # Elements blended per step: the second branch is computed a chunk at a time, so the ensemble's
@@ -151,10 +150,7 @@ class StochasticEnsemble(PEAEnsemble):
     def __init__(self, act: str = "gelu", target: str = "relu", swish_beta: float = 1.0,
                  granularity: str = "element"):
         super().__init__(act, target, swish_beta)
-        if granularity not in GRANULARITIES:
-            from ..errors import unknown_name
-
-            raise unknown_name("granularity", granularity, GRANULARITIES)
+        self.granularity = GRANULARITIES.check(granularity)
         self.granularity = granularity
 
     def _mask_shape(self, x: Tensor) -> tuple[int, ...]:
@@ -173,5 +169,3 @@ class StochasticEnsemble(PEAEnsemble):
     def extra_repr(self) -> str:
         return super().extra_repr() + f", granularity={self.granularity}"
 
-
-VARIANTS = {"weighted": WeightedEnsemble, "stochastic": StochasticEnsemble}

@@ -12,10 +12,18 @@ from dataclasses import asdict, dataclass
 
 from torch import nn
 
-from ..errors import ConfigError, unknown_name
+from ..errors import ConfigError
+from ..registry import RAMPS
 from .convert import set_alpha
 
-RAMPS = ("linear", "cosine")
+
+def linear_ramp(frac: float) -> float:
+    """The paper's Eq. 2: alpha grows linearly with the iterations of the transition."""
+    return frac
+
+
+def cosine_ramp(frac: float) -> float:
+    return 0.5 * (1.0 - math.cos(math.pi * frac))
 
 
 @dataclass(frozen=True)
@@ -32,8 +40,7 @@ class AlphaSchedule:
     ramp: str = "linear"
 
     def __post_init__(self):
-        if self.ramp not in RAMPS:
-            raise unknown_name("ramp", self.ramp, RAMPS)
+        RAMPS.check(self.ramp)
         if not 0 <= self.transition_start <= self.transition_end:
             raise ConfigError(
                 f"schedule needs 0 <= transition_start <= transition_end, got "
@@ -55,9 +62,7 @@ class AlphaSchedule:
         if step < self.transition_start:
             return 0.0
         frac = (step - self.transition_start) / (self.transition_end - self.transition_start)
-        if self.ramp == "cosine":
-            return 0.5 * (1.0 - math.cos(math.pi * frac))
-        return frac
+        return RAMPS.get(self.ramp).load()(frac)
 
     def phase_at(self, step: int) -> str:
         if step < self.transition_start:

@@ -2,7 +2,7 @@
 
 _EXPORTS = {
     "load_checkpoint": "checkpoint", "resolve_checkpoint": "checkpoint", "save_checkpoint": "checkpoint",
-    "Trainer": "loop", "build_model": "loop", "resume": "loop", "train": "loop",
+    "Trainer": "loop", "resume": "loop", "train": "loop", "build_model": "build", "load_data": "build",
     "task_for": "task", "Classification": "task", "Segmentation": "task",
     "DEFAULT_RECIPE": "recipe", "Recipe": "recipe", "builtin_recipes": "recipe", "load_recipe": "recipe",
 }

@@ -12,14 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch import nn
 
-from ..data import Normalize, augment, epoch_generator, iterate, load_dataset, steps_per_epoch
+from ..data import Normalize, augment, epoch_generator, iterate, steps_per_epoch
 from ..data.images import DatasetSplits
 from ..errors import CheckpointError, ConfigError, TrainingDiverged
-from ..nets import SEGMENTATION_NETS, build_net
-from ..pea import AlphaSchedule, AlphaScheduler, alphas, convert, replace_relus_with_act
+from ..pea import AlphaSchedule, AlphaScheduler, alphas
 from . import distributed as dist_
+from .build import build_model, load_data
 from .checkpoint import load_checkpoint, save_checkpoint
 from .history import plot_history, write_json, write_metrics_csv
 from .optim import LRSchedule, build_optimizer
@@ -39,42 +38,6 @@ def resolve_device(name: str) -> torch.device:
         return torch.device(name)
     except RuntimeError:
         raise ConfigError(f"unknown device {name!r}; use cpu, cuda, cuda:N or auto") from None
-
-
-def build_model(recipe: Recipe, num_classes: int, in_channels: int, task: str = "classification") -> nn.Module:
-    """The recipe's network in its training form: PEA ensembles, plain ReLU, or the Act upper limit."""
-    m, p = recipe.model, recipe.pea
-    if (task == "segmentation") != (m.name in SEGMENTATION_NETS):
-        nets = ", ".join(sorted(SEGMENTATION_NETS))
-        raise ConfigError(f"dataset {recipe.data.name!r} is a {task} set but model {m.name!r} is "
-                          + ("not a segmentation net (use " + nets + ")" if task == "segmentation"
-                             else "a segmentation net; use a classification dataset"))
-    options = {"width": m.width, "stem": m.stem}
-    if m.dropout is not None:
-        options["dropout"] = m.dropout
-    if m.relu6:
-        options["relu6"] = True
-    if m.norm != "batch":
-        options["norm"] = m.norm
-    net = build_net(m.name, num_classes, in_channels, **options)
-    if p.mode == "pea":
-        convert(net, act=p.act, variant=p.variant, target=p.target, swish_beta=p.swish_beta,
-                granularity=p.granularity)
-    elif p.mode == "act":
-        replace_relus_with_act(net, p.act, swish_beta=p.swish_beta)
-    return net
-
-
-def load_data(recipe: Recipe) -> DatasetSplits:
-    d = recipe.data
-    splits = load_dataset(d.name, data_dir=d.dir, val_fraction=d.val_fraction, split_seed=d.split_seed,
-                          image_size=d.image_size, image_width=d.image_width, channels=d.channels)
-    if d.train_subset is not None:
-        if not 0 < d.train_subset <= len(splits.train):
-            raise ConfigError(f"data.train_subset must be in 1..{len(splits.train)}, got {d.train_subset}")
-        pick = torch.randperm(len(splits.train), generator=torch.Generator().manual_seed(d.split_seed))
-        splits.train = splits.train.subset(pick[:d.train_subset])
-    return splits
 
 
 def _normalized(recipe: dict) -> dict:
@@ -109,7 +72,11 @@ def _diff_recipes(a: dict, b: dict, prefix: str = "") -> list[str]:
 
 
 class Trainer:
-    """One run: owns the model, optimizer, schedules and run directory; `fit()` trains to the end."""
+    """One run: owns the model, optimizer, schedules and run directory; `fit()` trains to the end.
+
+    Under torchrun it joins the process group when built and leaves it on `close()`; use it as a
+    context manager (`with Trainer(recipe, out) as t: t.fit()`) so the group never outlives the run.
+    """
 
     def __init__(self, recipe: Recipe, out: str | Path | None = None, *, resume: bool = False,
                  progress: bool | None = None, log=None, data: DatasetSplits | None = None):
@@ -121,7 +88,9 @@ class Trainer:
         self.device = resolve_device(recipe.train.device)
         if self.dist.enabled and self.device.type == "cuda":
             self.device = torch.device("cuda", self.dist.local_rank)
+        joined_before = torch.distributed.is_available() and torch.distributed.is_initialized()
         self.dist = dist_.init_process_group(self.dist, self.device)
+        self._owns_group = self.dist.enabled and not joined_before  # a caller's own group stays theirs
         self.local_batch = dist_.local_batch_size(recipe.data.batch_size, self.dist)
         if not self.dist.is_main:
             self.log = lambda msg: None  # one set of outputs: rank 0 speaks and writes
@@ -155,6 +124,18 @@ class Trainer:
         self.wall_time = 0.0
         if resume:
             self._resume()
+
+    def close(self) -> None:
+        """Leave the process group this trainer joined (nothing when not distributed)."""
+        if getattr(self, "_owns_group", False):
+            dist_.shutdown(self.dist)
+            self._owns_group = False
+
+    def __enter__(self) -> "Trainer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     # -- state -------------------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -345,7 +326,8 @@ def train(recipe: Recipe, out: str | Path | None = None, *, resume: bool = False
           progress: bool | None = None, log=None, until_epoch: int | None = None) -> dict:
     """Train `recipe` into run directory `out` (resume from its last checkpoint if asked), to the
     end or until `until_epoch`; return the summary that is also written to `out/summary.json`."""
-    return Trainer(recipe, out, resume=resume, progress=progress, log=log).fit(until_epoch)
+    with Trainer(recipe, out, resume=resume, progress=progress, log=log) as trainer:
+        return trainer.fit(until_epoch)
 
 
 def resume(run_dir: str | Path, *, device: str | None = None, progress: bool | None = None,
@@ -355,4 +337,5 @@ def resume(run_dir: str | Path, *, device: str | None = None, progress: bool | N
     recipe = Recipe.from_dict(state["recipe"], source=f"{run_dir} checkpoint")
     if device:
         recipe = recipe.with_overrides({"train.device": device})
-    return Trainer(recipe, run_dir, resume=True, progress=progress, log=log).fit(until_epoch)
+    with Trainer(recipe, run_dir, resume=True, progress=progress, log=log) as trainer:
+        return trainer.fit(until_epoch)

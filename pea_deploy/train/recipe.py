@@ -13,6 +13,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from .. import registry as reg
 from ..errors import ConfigError, unknown_name
 
 
@@ -26,8 +27,9 @@ def field_kind(f) -> type | None:
     return type(default) if default is not None else _OPTIONAL_KINDS.get(str(f.type))
 
 
-def _f(default, help: str, flag: str | None = None, choices: tuple | None = None):
-    """A recipe field with the metadata the CLI turns into a flag."""
+def _f(default, help: str, flag: str | None = None, choices: reg.Registry | None = None):
+    """A recipe field with the metadata the CLI turns into a flag. `choices` is the registry its
+    value (or, for a list field, each entry) must be registered in."""
     meta = {"help": help, "flag": flag, "choices": choices}
     if isinstance(default, list):
         return field(default_factory=lambda d=default: list(d), metadata=meta)
@@ -36,22 +38,18 @@ def _f(default, help: str, flag: str | None = None, choices: tuple | None = None
 
 @dataclass
 class ModelConfig:
-    name: str = _f("resnet18", "architecture", "model",
-                   ("resnet18", "resnet50", "mobilenet-v1", "alexnet-bn", "erfnet", "erfnet-seg"))
+    name: str = _f("resnet18", "architecture", "model", reg.NETS)
     width: float = _f(1.0, "channel width multiplier (MobileNet: 0.25 .. 1.0)")
-    stem: str = _f("imagenet", "input stem: imagenet (7x7/2 + pool) or small (3x3/1)", None,
-                   ("imagenet", "small"))
+    stem: str = _f("imagenet", "input stem: imagenet (7x7/2 + pool) or small (3x3/1)", None, reg.STEMS)
     dropout: float | None = _f(None, "dropout before the classifier (default: the net's own)")
     relu6: bool = _f(False, "MobileNet: ReLU6 instead of ReLU")
     norm: str = _f("batch", "ResNet normalisation: batch (deploys: folds into conv) or group (batch-size "
-                   "independent: a distributed CPU run equals a single-process one)", None, ("batch", "group"))
+                   "independent: a distributed CPU run equals a single-process one)", None, reg.NORMS)
 
 
 @dataclass
 class DataConfig:
-    name: str = _f("digits", "dataset", "dataset",
-                   ("digits", "fashion-mnist", "image-folder", "cifar10", "cifar100", "shapes", "seg-folder",
-                    "cityscapes"))
+    name: str = _f("digits", "dataset", "dataset", reg.DATASETS)
     dir: str | None = _f(None, "data directory (image-folder, seg-folder, cifar*, cityscapes, or a Fashion-MNIST "
                          "copy)", "data-dir")
     image_size: int = _f(32, "image-folder, seg-folder, cityscapes, shapes: resize images to this height "
@@ -60,7 +58,7 @@ class DataConfig:
     channels: int = _f(3, "image-folder: 1 (grey) or 3 (RGB)")
     val_fraction: float = _f(0.2, "share held out for validation when the data has no split")
     split_seed: int = _f(0, "seed of that split (fixed, so every run sees the same val set)")
-    augment: list = _f(["crop"], "training augmentations, comma-separated: crop, flip")
+    augment: list = _f(["crop"], "training augmentations, comma-separated", None, reg.AUGMENTATIONS)
     crop_padding: int | None = _f(None, "zero padding before the random crop (default: size / 8)")
     train_subset: int | None = _f(None, "train on a seeded subset of this many training images (quick studies)")
     batch_size: int = _f(64, "training batch size")
@@ -69,30 +67,29 @@ class DataConfig:
 
 @dataclass
 class PEAConfig:
-    mode: str = _f("pea", "pea (ensembles), relu (baseline, --no-pea) or act (upper limit)", None,
-                   ("pea", "relu", "act"))
-    act: str = _f("gelu", "smooth activation in the ensemble", None, ("gelu", "swish", "silu", "mish", "elu"))
-    variant: str = _f("weighted", "ensemble variant", None, ("weighted", "stochastic"))
-    target: str = _f("relu", "deploy activation", None, ("relu", "relu6"))
+    mode: str = _f("pea", "pea (ensembles), relu (baseline, --no-pea) or act (upper limit)", None, reg.MODES)
+    act: str = _f("gelu", "smooth activation in the ensemble", None, reg.ACTIVATIONS)
+    variant: str = _f("weighted", "ensemble variant", None, reg.VARIANTS)
+    target: str = _f("relu", "deploy activation", None, reg.TARGETS)
     granularity: str = _f("element", "stochastic: one draw per element, channel or tensor", None,
-                          ("element", "channel", "tensor"))
+                          reg.GRANULARITIES)
     swish_beta: float = _f(1.0, "beta of swish (1 = SiLU)")
     initial_epochs: float = _f(5.0, "epochs with alpha = 0 (the transition starts after them)")
     transition_end: float = _f(90.0, "epoch at which alpha reaches 1 (final phase from here)")
-    ramp: str = _f("linear", "transition shape: linear (Eq. 2) or cosine", None, ("linear", "cosine"))
+    ramp: str = _f("linear", "transition shape: linear (Eq. 2) or cosine", None, reg.RAMPS)
 
 
 @dataclass
 class OptimConfig:
-    optimizer: str = _f("sgd", "optimizer", None, ("sgd", "adamw", "radam"))
+    optimizer: str = _f("sgd", "optimizer", None, reg.OPTIMIZERS)
     lr: float = _f(0.1, "peak learning rate")
     momentum: float = _f(0.9, "SGD momentum")
     nesterov: bool = _f(False, "SGD Nesterov momentum")
     weight_decay: float = _f(1e-4, "weight decay")
-    no_decay: list = _f([], "exempt from weight decay, comma-separated: bn, bias, depthwise")
+    no_decay: list = _f([], "exempt from weight decay, comma-separated", None, reg.NO_DECAY)
     label_smoothing: float = _f(0.0, "label smoothing")
     lr_schedule: str = _f("step", "step (piecewise, x lr_gamma at lr_steps), cosine or constant", None,
-                          ("step", "cosine", "constant"))
+                          reg.LR_SCHEDULES)
     warmup_epochs: float = _f(0.0, "linear warm-up epochs")
     lr_steps: list = _f([], "epochs at which a step schedule multiplies lr by lr_gamma")
     lr_gamma: float = _f(0.1, "step schedule factor")
@@ -107,7 +104,7 @@ class TrainConfig:
     out: str | None = _f(None, "run directory (default: runs/RECIPE_NAME)")
     eval_batch_size: int = _f(256, "batch size for validation")
     amp: str = _f("off", "mixed precision: off, bf16 (CUDA or CPU) or fp16 (CUDA, with a grad scaler)", None,
-                  ("off", "bf16", "fp16"))
+                  reg.AMP)
     channels_last: bool = _f(False, "NHWC memory format for the net and its inputs (faster convs on GPUs)")
 
 
@@ -141,12 +138,6 @@ class Recipe:
         for s in o.lr_steps:
             if not isinstance(s, (int, float)) or not 0 < s < t.epochs:
                 raise ConfigError(f"optim.lr_steps must be epochs in (0, {t.epochs}), got {o.lr_steps}")
-        for n in o.no_decay:
-            if n not in ("bn", "bias", "depthwise"):
-                raise unknown_name("optim.no_decay entry", n, ("bn", "bias", "depthwise"))
-        for n in self.data.augment:
-            if n not in ("crop", "flip"):
-                raise unknown_name("data.augment entry", n, ("crop", "flip"))
         if self.data.batch_size <= 0 or o.lr <= 0:
             raise ConfigError("data.batch_size and optim.lr must be positive")
 
@@ -207,8 +198,9 @@ def _check_value(where: str, value: Any, f) -> None:
         return
     if expected is not None and not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
         raise ConfigError(f"{where} must be {expected.__name__}, got {value!r}")
-    if choices and value not in choices:
-        raise unknown_name(where, value, choices)
+    if choices is not None:
+        for item in (value if isinstance(value, list) else [value]):
+            choices.check(item, f"{where} entry" if isinstance(value, list) else where)
 
 
 def builtin_recipes() -> dict[str, Path]:

@@ -16,6 +16,39 @@ from ..data.images import DatasetSplits
 from ..metrics import METRIC_LABELS, confusion_matrix, iou_percent, mean_iou, pixel_accuracy
 
 
+class ClassificationTally:
+    """Running comparison of a model's predictions with labels and with a reference's predictions."""
+
+    def __init__(self):
+        self.correct = self.same = self.counted = 0
+
+    def add(self, pred: Tensor, ref_pred: Tensor, labels: Tensor) -> None:
+        self.correct += int((pred == labels).sum())
+        self.same += int((pred == ref_pred).sum())
+        self.counted += int(labels.numel())
+
+    def score(self) -> tuple[float, list | None]:
+        """(top-1 %, no per-class list)."""
+        return 100.0 * self.correct / max(self.counted, 1), None
+
+
+class SegmentationTally:
+    def __init__(self, num_classes: int, ignore_index: int):
+        self.num_classes, self.ignore_index = num_classes, ignore_index
+        self.same = self.counted = 0
+        self.confusion = torch.zeros(num_classes, num_classes, dtype=torch.int64)
+
+    def add(self, pred: Tensor, ref_pred: Tensor, labels: Tensor) -> None:
+        scored = labels != self.ignore_index
+        self.same += int(((pred == ref_pred) & scored).sum())
+        self.counted += int(scored.sum())
+        self.confusion += confusion_matrix(pred, labels.long(), self.num_classes, self.ignore_index)
+
+    def score(self) -> tuple[float, list | None]:
+        """(mIoU %, per-class IoU %)."""
+        return mean_iou(self.confusion), iou_percent(self.confusion)
+
+
 class Classification:
     metric = "top1"          # validation score that picks the best checkpoint (higher is better)
     train_metric = "top1"    # running score shown while training
@@ -26,6 +59,9 @@ class Classification:
 
     def loss(self, logits: Tensor, target: Tensor) -> Tensor:
         return F.cross_entropy(logits.float(), target, label_smoothing=self.label_smoothing)
+
+    def tally(self) -> ClassificationTally:
+        return ClassificationTally()
 
     def hits(self, logits: Tensor, target: Tensor) -> tuple[int, int]:
         """(correct, counted) for the running training score."""
@@ -59,6 +95,9 @@ class Segmentation:
         return F.cross_entropy(logits.float(), target.long(), ignore_index=self.ignore_index,
                                label_smoothing=self.label_smoothing)
 
+    def tally(self) -> SegmentationTally:
+        return SegmentationTally(self.num_classes, self.ignore_index)
+
     def hits(self, logits: Tensor, target: Tensor) -> tuple[int, int]:
         scored = target != self.ignore_index
         return int(((logits.argmax(1) == target) & scored).sum()), int(scored.sum())
@@ -81,6 +120,11 @@ class Segmentation:
 
 
 def task_for(data: DatasetSplits, label_smoothing: float = 0.0) -> Classification | Segmentation:
-    if data.task == "segmentation":
-        return Segmentation(data.num_classes, data.ignore_index, label_smoothing)
+    return task_named(data.task, data.num_classes, data.ignore_index, label_smoothing)
+
+
+def task_named(task: str, num_classes: int = 0, ignore_index: int = 255,
+               label_smoothing: float = 0.0) -> Classification | Segmentation:
+    if task == "segmentation":
+        return Segmentation(max(num_classes, 1), ignore_index, label_smoothing)
     return Classification(label_smoothing)

@@ -7,6 +7,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..outcomes import ExitCode, Verdict
 from .graph import UnreadableModel
 from .profile import Profile
 from .reader import read_model
@@ -17,7 +18,7 @@ from .rules import Violation, check_graph
 class ModelReport:
     path: str
     format: str | None
-    verdict: str                     # PASSED, FAILED or ERROR (unreadable)
+    verdict: Verdict                 # PASSED, FAILED, or ERROR (unreadable)
     violations: list[Violation] = field(default_factory=list)
     op_counts: dict[str, int] = field(default_factory=dict)
     nodes: int = 0
@@ -26,7 +27,7 @@ class ModelReport:
 
     @property
     def passed(self) -> bool:
-        return self.verdict == "PASSED"
+        return self.verdict is Verdict.PASSED
 
 
 def verify_model(path: str | Path, profile: Profile) -> ModelReport:
@@ -35,11 +36,11 @@ def verify_model(path: str | Path, profile: Profile) -> ModelReport:
     try:
         graph = read_model(path)
     except UnreadableModel as e:
-        return ModelReport(str(path), None, "ERROR", error=str(e), seconds=time.perf_counter() - t0)
+        return ModelReport(str(path), None, Verdict.ERROR, error=str(e), seconds=time.perf_counter() - t0)
     violations = check_graph(graph, profile)
     counts = Counter(n.op + (f"+{n.fused_activation}" if n.fused_activation not in (None, "NONE") else "")
                      for n in graph.nodes)
-    return ModelReport(str(path), graph.format, "FAILED" if violations else "PASSED", violations,
+    return ModelReport(str(path), graph.format, Verdict.FAILED if violations else Verdict.PASSED, violations,
                        dict(sorted(counts.items())), len(graph.nodes), seconds=time.perf_counter() - t0)
 
 
@@ -47,8 +48,11 @@ def verify_models(paths, profile: Profile) -> list[ModelReport]:
     return [verify_model(p, profile) for p in paths]
 
 
-def exit_code(reports: list[ModelReport]) -> int:
-    """0 every model passes, 1 a violation, 2 an unreadable model."""
-    if any(r.verdict == "ERROR" for r in reports):
-        return 2
-    return 1 if any(r.verdict == "FAILED" for r in reports) else 0
+def overall_verdict(reports: list[ModelReport]) -> Verdict:
+    return Verdict.worst(r.verdict for r in reports)
+
+
+def exit_code(reports: list[ModelReport]) -> ExitCode:
+    """OK every model passes, FAILED a violation, BAD_INPUT an unreadable model."""
+    return {Verdict.PASSED: ExitCode.OK, Verdict.FAILED: ExitCode.FAILED,
+            Verdict.ERROR: ExitCode.BAD_INPUT}[overall_verdict(reports)]

@@ -18,8 +18,8 @@ def describe_profile(p: Profile) -> str:
              f"- int8: {'every tensor 8-bit, no float compute, 8-bit model I/O' if p.int8 else 'float or 8-bit'}",
              f"- static shapes: {'required on model inputs and outputs' if p.static_shapes else 'not required'}",
              f"- max tensor rank: {p.max_rank}",
-             f"- pea-export: ONNX opset {p.export.opset}, {p.export.activation_dtype} activations"
-             + (f", Vela `{p.export.vela_accelerator}`" if p.export.vela_accelerator else ""), ""]
+             "- pea-export: " + (", ".join(f"{k.replace('_', ' ')} `{v}`" for k, v in p.export.items())
+                                 or "default settings"), ""]
     for fmt in ("onnx", "tflite"):
         r = p.rules_for(fmt)
         lines += [f"## {fmt.upper() if fmt == 'onnx' else 'TFLite'}", "", f"Supported operators: {_ops(r.ops)}", ""]

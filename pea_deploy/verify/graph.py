@@ -1,4 +1,8 @@
-"""A format-neutral view of a model graph: what the rules read, whether it came from ONNX or TFLite."""
+"""A format-neutral view of a model graph: what the rules read, whether it came from ONNX or TFLite.
+
+Each node keeps its own spelling (`op`, for messages) and carries its format-neutral `kind` (see
+ops.py); the readers put kernel, stride, dilation and depth multiplier into `attrs` as lists in one
+form for both formats."""
 
 from __future__ import annotations
 
@@ -18,7 +22,8 @@ class Node:
     outputs: list[str]
     graph: str = "main"              # subgraph / nested-graph path
     fused_activation: str | None = None   # TFLite only: NONE, RELU, RELU6, TANH, ...
-    attrs: dict = field(default_factory=dict)  # what the rules need: kernel, strides, clip bounds ...
+    attrs: dict = field(default_factory=dict)  # kernel, stride, dilation, depth_multiplier, clip bounds
+    kind: str = ""                   # format-neutral op kind, set by the Graph
 
 
 @dataclass
@@ -42,11 +47,20 @@ class Graph:
     consumers: dict[str, list[Node]] = field(default_factory=dict)
 
     def __post_init__(self):
+        from .ops import op_kind
+
         for node in self.nodes:
+            node.kind = op_kind(self.format, node.op)
             for t in node.outputs:
                 self.producers[(node.graph, t)] = node
             for t in node.inputs:
                 self.consumers.setdefault((node.graph, t), []).append(node)
+
+    @property
+    def qdq(self) -> bool:
+        """Quantization as float ops between QuantizeLinear/DequantizeLinear (ONNX), not as typed
+        integer tensors (TFLite)."""
+        return self.format == "onnx"
 
     def producer(self, node: Node, tensor: str) -> Node | None:
         return self.producers.get((node.graph, tensor))

@@ -42,6 +42,18 @@ def _shape(type_proto) -> list | None:
     return [d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in t.shape.dim]
 
 
+def _geometry(node, attrs: dict, tensors: dict) -> dict:
+    """kernel / stride / dilation / depth_multiplier of a conv or pool, as the TFLite reader gives them."""
+    w = tensors.get(node.input[1]).shape if len(node.input) > 1 and node.input[1] in tensors else None
+    w = [d for d in (w or []) if isinstance(d, int)]
+    kernel = list(attrs.get("kernel_shape") or (w[2:] if len(w) > 2 else []))
+    group = int(attrs.get("group", 1))
+    depthwise = node.op_type == "Conv" and group > 1 and len(w) > 1 and w[1] == 1
+    return {"kernel": [int(k) for k in kernel], "stride": [int(s) for s in attrs.get("strides") or []],
+            "dilation": [int(d) for d in attrs.get("dilations") or []],
+            "depth_multiplier": (w[0] // group) if depthwise else 1}
+
+
 def _walk(graph, onnx, prefix: str, nodes: list, tensors: dict, consts: dict) -> None:
     from onnx import helper
 
@@ -62,10 +74,8 @@ def _walk(graph, onnx, prefix: str, nodes: list, tensors: dict, consts: dict) ->
             if len(node.input) > 2 and node.input[2]:
                 hi = consts.get(node.input[2], ["?"])[0]
             attrs["clip"] = (lo, hi)
-        if node.op_type in ("Conv", "ConvTranspose") and len(node.input) > 1:
-            w = tensors.get(node.input[1])
-            if w is not None and w.shape:
-                attrs["weight_shape"] = w.shape
+        if node.op_type in ("Conv", "ConvTranspose", "MaxPool", "AveragePool"):
+            attrs.update(_geometry(node, attrs, tensors))
         nodes.append(Node(len(nodes), node.name, node.op_type, list(node.input), list(node.output),
                           prefix, None, attrs))
         for a in node.attribute:

@@ -1,16 +1,54 @@
-"""Op vocabularies: which ops are activations (always rejected unless ReLU/ReLU6), per format."""
+"""One op vocabulary for both formats: the readers map every ONNX op_type and TFLite builtin to an op
+*kind* (`Mul` and `MUL` are both `mul`), and the rules and patterns are written against kinds.
 
-ONNX_ACTIVATIONS = frozenset({
-    "Gelu", "Sigmoid", "Tanh", "Softplus", "Softsign", "Elu", "Selu", "Celu", "LeakyRelu", "PRelu",
-    "HardSigmoid", "HardSwish", "Mish", "Erf", "Exp", "Log", "ThresholdedRelu", "Swish", "Shrink",
-    "Relu", "Clip",  # allowed only as ReLU / ReLU6, decided per node
-})
-TFLITE_ACTIVATIONS = frozenset({
-    "LOGISTIC", "TANH", "GELU", "ELU", "LEAKY_RELU", "PRELU", "HARD_SWISH", "EXP", "LOG", "RELU_N1_TO_1",
-    "RELU_0_TO_1", "SIGN", "RELU", "RELU6",
-})
-ACTIVATION_OPS = {"onnx": ONNX_ACTIVATIONS, "tflite": TFLITE_ACTIVATIONS}
+Profiles keep listing ops in their format's own spelling (a profile is a document about one
+compiler's op list); only the checker's own logic speaks kinds.
+"""
 
-# Ops that carry no computation of their own in an ONNX graph.
-ONNX_STRUCTURAL = frozenset({"Constant", "Identity"})
-ONNX_QDQ = frozenset({"QuantizeLinear", "DequantizeLinear"})
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+# Spellings whose kind the mechanical rule (ONNX CamelCase -> snake_case, TFLite UPPER -> lower) misses.
+_ALIASES = {
+    "LOGISTIC": "sigmoid", "CONV_2D": "conv", "DEPTHWISE_CONV_2D": "conv", "ConvTranspose": "conv_transpose",
+    "TRANSPOSE_CONV": "conv_transpose", "MAX_POOL_2D": "max_pool", "AVERAGE_POOL_2D": "average_pool",
+    "Gemm": "fully_connected", "MatMul": "matmul", "BATCH_MATMUL": "matmul", "QuantizeLinear": "quantize",
+    "DequantizeLinear": "dequantize", "CONCATENATION": "concat", "PRelu": "prelu", "ReduceMean": "mean",
+    "ReduceSum": "sum", "ReduceMax": "reduce_max", "ReduceMin": "reduce_min", "Max": "maximum", "Min": "minimum",
+    "RESIZE_BILINEAR": "resize", "RESIZE_NEAREST_NEIGHBOR": "resize", "PADV2": "pad", "MIRROR_PAD": "pad",
+}
+
+# Kinds that are activations: rejected unless they are the ReLU/ReLU6 the target runs. The smooth
+# activations registered in pea_deploy.registry add their own spellings (see activation_kinds()).
+_ACTIVATION_KINDS = frozenset({
+    "gelu", "sigmoid", "tanh", "softplus", "softsign", "elu", "selu", "celu", "leaky_relu", "prelu",
+    "hard_sigmoid", "hard_swish", "mish", "erf", "exp", "log", "thresholded_relu", "swish", "shrink",
+    "relu_n1_to_1", "relu_0_to_1", "sign",
+    "relu", "relu6", "clip",  # allowed only as ReLU / ReLU6, decided per node
+})
+RELU_LIKE = frozenset({"relu", "relu6", "clip"})
+QDQ = frozenset({"quantize", "dequantize"})
+STRUCTURAL = frozenset({"constant", "identity"})  # no computation of their own
+
+
+@lru_cache(maxsize=None)
+def op_kind(fmt: str, op: str) -> str:
+    """The format-neutral kind of `op` as spelled in `fmt` ("onnx" or "tflite")."""
+    if op in _ALIASES:
+        return _ALIASES[op]
+    if op.startswith(("CUSTOM:", "FLEX:")):
+        return "custom"
+    if fmt == "tflite":
+        return op.lower()
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", op).lower()
+
+
+def activation_kinds() -> frozenset[str]:
+    """Every activation kind: the built-in list plus the spellings of registered smooth activations."""
+    from ..registry import ACTIVATIONS
+
+    extra = {op_kind("onnx", o) for e in ACTIVATIONS.entries() for o in e.info["onnx_ops"]}
+    extra |= {op_kind("tflite", o) for e in ACTIVATIONS.entries() for o in e.info["tflite_ops"]}
+    return _ACTIVATION_KINDS | extra

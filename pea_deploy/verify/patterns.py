@@ -4,21 +4,21 @@ and an unstripped PEA ensemble shows up as a ReLU and a smooth activation fed by
 
 from __future__ import annotations
 
+from ..registry import smooth_activation_labels
 from .graph import Graph, Node
-
-_RELU_LIKE = {"Relu", "Clip", "RELU", "RELU6"}
+from .ops import RELU_LIKE
 
 
 def _producer_op(g: Graph, node: Node, i: int = 0) -> Node | None:
     return g.producer(node, node.inputs[i]) if len(node.inputs) > i and node.inputs[i] else None
 
 
-def _consumer_ops(g: Graph, node: Node) -> set[str]:
-    return {c.op for out in node.outputs for c in g.consumers_of(node, out)}
+def _consumer_kinds(g: Graph, node: Node) -> set[str]:
+    return {c.kind for out in node.outputs for c in g.consumers_of(node, out)}
 
 
-def _chain_ops(g: Graph, node: Node, depth: int = 3) -> set[str]:
-    """Ops producing `node`'s inputs, up to `depth` steps back."""
+def _chain_kinds(g: Graph, node: Node, depth: int = 3) -> set[str]:
+    """Kinds of the ops producing `node`'s inputs, up to `depth` steps back."""
     seen, frontier = set(), [node]
     for _ in range(depth):
         nxt = []
@@ -26,7 +26,7 @@ def _chain_ops(g: Graph, node: Node, depth: int = 3) -> set[str]:
             for t in n.inputs:
                 p = g.producer(n, t) if t else None
                 if p is not None:
-                    seen.add(p.op)
+                    seen.add(p.kind)
                     nxt.append(p)
         frontier = nxt
     return seen
@@ -37,14 +37,14 @@ def _multiplied_by_own_input(g: Graph, node: Node) -> bool:
     root = node.inputs[0] if node.inputs else None
     for out in node.outputs:
         for c in g.consumers_of(node, out):
-            if c.op in ("Mul", "MUL") and root in c.inputs:
+            if c.kind == "mul" and root in c.inputs:
                 return True
     # Swish with beta: Sigmoid(Mul(x, beta)) * x
     p = _producer_op(g, node)
-    if p is not None and p.op in ("Mul", "MUL"):
+    if p is not None and p.kind == "mul":
         for out in node.outputs:
             for c in g.consumers_of(node, out):
-                if c.op in ("Mul", "MUL") and set(c.inputs) & set(p.inputs):
+                if c.kind == "mul" and set(c.inputs) & set(p.inputs):
                     return True
     return False
 
@@ -54,46 +54,48 @@ def _pattern_root(g: Graph, node: Node) -> str | None:
     if not node.inputs:
         return None
     p = _producer_op(g, node)
-    if node.op == "Erf" and p is not None and p.op in ("Div", "Mul"):
+    if node.kind == "erf" and p is not None and p.kind in ("div", "mul"):
         return p.inputs[0]
-    if node.op == "Tanh" and p is not None and p.op == "Softplus":
+    if node.kind == "tanh" and p is not None and p.kind == "softplus":
         return p.inputs[0]
-    if p is not None and p.op in ("Mul", "MUL") and node.op in ("Sigmoid", "LOGISTIC"):
+    if p is not None and p.kind == "mul" and node.kind == "sigmoid":
         return p.inputs[0]  # Swish with beta: Sigmoid(x * beta)
     return node.inputs[0]
 
 
 def _fed_relu_too(g: Graph, node: Node) -> bool:
     root = _pattern_root(g, node)
-    return root is not None and any(c.op in _RELU_LIKE for c in g.consumers.get((node.graph, root), []))
+    return root is not None and any(c.kind in RELU_LIKE for c in g.consumers.get((node.graph, root), []))
 
 
 def likely_activation(g: Graph, node: Node) -> str | None:
     """A short name for what `node` is part of, or None if it is just itself."""
-    op = node.op
+    kind = node.kind
     name = None
-    if op in ("Gelu", "GELU"):
+    if kind == "gelu":
         name = "GELU"
-    elif op == "Erf":
-        name = "GELU (Erf form)" if {"Add", "Mul"} & _consumer_ops(g, node) or \
-            {"Div", "Mul"} & _chain_ops(g, node, 1) else "Erf"
-    elif op in ("Tanh", "TANH"):
-        chain = _chain_ops(g, node, 4)
-        if "Softplus" in chain or {"Exp", "Log"} <= chain:
+    elif kind == "erf":
+        name = "GELU (Erf form)" if {"add", "mul"} & _consumer_kinds(g, node) or \
+            {"div", "mul"} & _chain_kinds(g, node, 1) else "Erf"
+    elif kind == "tanh":
+        chain = _chain_kinds(g, node, 4)
+        if "softplus" in chain or {"exp", "log"} <= chain:
             name = "Mish"
-        elif "Pow" in chain or ("Mul" in chain and "Add" in chain):
+        elif "pow" in chain or ("mul" in chain and "add" in chain):
             name = "GELU (tanh approximation)"
-    elif op in ("Sigmoid", "LOGISTIC"):
+    elif kind == "sigmoid":
         name = "SiLU/Swish (x * sigmoid(x))" if _multiplied_by_own_input(g, node) else "Sigmoid"
-    elif op in ("HardSigmoid",):
+    elif kind == "hard_sigmoid":
         name = "HardSwish (x * hardsigmoid(x))" if _multiplied_by_own_input(g, node) else None
-    elif op == "Softplus":
-        name = "Mish" if {"Tanh"} & _consumer_ops(g, node) else "Softplus"
-    elif op in ("Exp", "EXP"):
-        cons = _consumer_ops(g, node)
-        name = "Softplus/Mish" if {"Log", "Log1p", "Add"} & cons else ("ELU" if "Sub" in cons else None)
-    elif op in ("Mish", "Elu", "ELU", "HardSwish", "HARD_SWISH", "Swish"):
-        name = {"Elu": "ELU", "HARD_SWISH": "HardSwish"}.get(op, op)
+    elif kind == "softplus":
+        name = "Mish" if "tanh" in _consumer_kinds(g, node) else "Softplus"
+    elif kind == "exp":
+        cons = _consumer_kinds(g, node)
+        name = "Softplus/Mish" if {"log", "log1p", "add"} & cons else ("ELU" if "sub" in cons else None)
+    elif kind in ("mish", "elu", "hard_swish", "swish"):
+        name = {"mish": "Mish", "elu": "ELU", "hard_swish": "HardSwish", "swish": "Swish"}[kind]
+    else:  # an op a registered smooth activation (a plug-in) exports to
+        name = smooth_activation_labels().get(node.op)
     if name and _fed_relu_too(g, node):
         return f"an unstripped PEA ensemble (ReLU + {name.split(' ')[0]})"
     return name
@@ -103,7 +105,8 @@ def hint_for(likely: str | None) -> str:
     if likely and likely.startswith("an unstripped PEA ensemble"):
         return ("the ensemble was exported before stripping: run pea-export on a finished PEA run "
                 "(alpha == 1), which replaces every ensemble by ReLU/ReLU6")
-    if likely and any(k in likely for k in ("GELU", "SiLU", "Swish", "Mish", "ELU", "HardSwish")):
+    smooth = {"HardSwish", *smooth_activation_labels().values()}
+    if likely and any(k in likely for k in smooth):
         return (f"this is a {likely.split(' (')[0]}: was the model exported from an unstripped PEA run "
                 f"or the upper-limit (Act-only) net? train with PEA and export with pea-export")
     return "the target runs only ReLU/ReLU6: replace this op and retrain (pea-train)"

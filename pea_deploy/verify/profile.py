@@ -15,7 +15,8 @@ Schema (every key checked; unknown keys are errors):
     [onnx.limits.Conv]                 # per-op limits: max_kernel, max_stride, max_dilation,
     max_kernel = 11                    #   max_dilated_kernel ((k-1)*d+1), max_depth_multiplier
     [tflite]                           # the same three keys, with TFLite builtin names
-    [export]                           # how `pea-export` builds artefacts for this target (optional)
+    [export]                           # how `pea-export` builds artefacts for this target (optional;
+                                       #   read and validated by pea_deploy.export.target, not here)
     opset = 17                         # ONNX opset of the exported models
     activation_dtype = "int8"          # int8 or uint8 activations in the quantized ONNX model
     vela_accelerator = "ethos-u55-128" # compile the int8 TFLite with Arm Vela for this NPU config
@@ -29,13 +30,11 @@ from importlib import resources
 from pathlib import Path
 
 from ..errors import ConfigError, unknown_name
-from .ops import ACTIVATION_OPS
+from .ops import activation_kinds, op_kind
 
 _TOP = {"name", "description", "based_on", "activations", "int8", "static_shapes", "max_rank", "onnx", "tflite",
         "export"}
 _FORMAT_KEYS = {"ops", "output_only", "limits"}
-_EXPORT_KEYS = {"opset", "activation_dtype", "vela_accelerator"}
-MIN_OPSET = 13  # per-channel QuantizeLinear needs 13
 LIMIT_KEYS = ("max_kernel", "max_stride", "max_dilation", "max_dilated_kernel", "max_depth_multiplier")
 
 
@@ -44,13 +43,6 @@ class FormatRules:
     ops: frozenset[str] = frozenset()
     output_only: frozenset[str] = frozenset()
     limits: dict = field(default_factory=dict)  # op -> {limit: int}
-
-
-@dataclass(frozen=True)
-class ExportSettings:
-    opset: int = 17
-    activation_dtype: str = "int8"
-    vela_accelerator: str | None = None
 
 
 @dataclass(frozen=True)
@@ -65,7 +57,7 @@ class Profile:
     onnx: FormatRules
     tflite: FormatRules
     source: str = ""
-    export: ExportSettings = ExportSettings()
+    export: dict = field(default_factory=dict)  # the [export] table as written: pea-export's business
 
     def rules_for(self, fmt: str) -> FormatRules:
         return self.onnx if fmt == "onnx" else self.tflite
@@ -78,8 +70,7 @@ class Profile:
                 "activations": sorted(self.activations), "int8": self.int8,
                 "static_shapes": self.static_shapes, "max_rank": self.max_rank,
                 "onnx": fr(self.onnx), "tflite": fr(self.tflite), "source": self.source,
-                "export": {"opset": self.export.opset, "activation_dtype": self.export.activation_dtype,
-                           "vela_accelerator": self.export.vela_accelerator}}
+                "export": dict(self.export)}
 
 
 def _err(where: str, msg: str) -> ConfigError:
@@ -97,7 +88,7 @@ def _format_rules(raw, where: str, fmt: str) -> FormatRules:
     for key, value in (("ops", ops), ("output_only", out_only)):
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise _err(where, f"'{fmt}.{key}' must be a list of op names")
-        banned = sorted(set(value) & ACTIVATION_OPS[fmt])
+        banned = sorted(op for op in value if op_kind(fmt, op) in activation_kinds())
         if banned:
             raise _err(where, f"'{fmt}.{key}' lists {', '.join(banned)}: only ReLU/ReLU6 may be allowed "
                               f"(use the 'activations' key)")
@@ -115,23 +106,10 @@ def _format_rules(raw, where: str, fmt: str) -> FormatRules:
     return FormatRules(frozenset(ops), frozenset(out_only), {k: dict(v) for k, v in limits.items()})
 
 
-def _export_settings(raw, where: str) -> ExportSettings:
+def _table(raw, where: str) -> dict:
     if not isinstance(raw, dict):
         raise _err(where, "[export] must be a table")
-    for key in raw:
-        if key not in _EXPORT_KEYS:
-            raise _err(where, f"unknown key 'export.{key}'; valid: {', '.join(sorted(_EXPORT_KEYS))}")
-    opset = raw.get("opset", ExportSettings.opset)
-    if not isinstance(opset, int) or isinstance(opset, bool) or opset < MIN_OPSET:
-        raise _err(where, f"'export.opset' must be an integer >= {MIN_OPSET}, got {opset!r}")
-    dtype = raw.get("activation_dtype", ExportSettings.activation_dtype)
-    if dtype not in ("int8", "uint8"):
-        raise _err(where, f"'export.activation_dtype' must be int8 or uint8, got {dtype!r}")
-    vela = raw.get("vela_accelerator")
-    if vela is not None and (not isinstance(vela, str) or not vela.startswith("ethos-u")):
-        raise _err(where, f"'export.vela_accelerator' must name a Vela accelerator config such as "
-                          f"ethos-u55-128, got {vela!r}")
-    return ExportSettings(opset, dtype, vela)
+    return dict(raw)
 
 
 def parse_profile(raw: dict, where: str) -> Profile:
@@ -153,8 +131,7 @@ def parse_profile(raw: dict, where: str) -> Profile:
     return Profile(raw["name"], raw["description"], raw["based_on"], frozenset(acts),
                    raw.get("int8", False), raw.get("static_shapes", False), rank,
                    _format_rules(raw.get("onnx", {}), where, "onnx"),
-                   _format_rules(raw.get("tflite", {}), where, "tflite"), where,
-                   _export_settings(raw.get("export", {}), where))
+                   _format_rules(raw.get("tflite", {}), where, "tflite"), where, _table(raw.get("export", {}), where))
 
 
 def load_profile_file(path: str | Path) -> Profile:

@@ -6,16 +6,11 @@ import json
 from xml.sax.saxutils import escape, quoteattr
 
 from .. import __version__
-from .check import ModelReport
+from ..outcomes import Verdict
+from .check import ModelReport, overall_verdict
 from .profile import Profile
 
 SCHEMA_VERSION = 1
-
-
-def _verdict(reports: list[ModelReport]) -> str:
-    if any(r.verdict == "ERROR" for r in reports):
-        return "ERROR"
-    return "FAILED" if any(r.verdict == "FAILED" for r in reports) else "PASSED"
 
 
 def op_summary(r: ModelReport) -> str:
@@ -28,7 +23,7 @@ def op_summary(r: ModelReport) -> str:
 def to_text(reports: list[ModelReport], profile: Profile, command: str) -> str:
     lines = []
     for r in reports:
-        if r.verdict == "ERROR":
+        if r.verdict is Verdict.ERROR:
             lines.append(f"{r.path}: error: {r.error}")
             continue
         for v in r.violations:
@@ -44,7 +39,7 @@ def to_text(reports: list[ModelReport], profile: Profile, command: str) -> str:
 
 def verdict_line(reports: list[ModelReport], profile: Profile, command: str) -> str:
     """The last line of every text report: `PASSED | FAILED | ERROR | target NAME | command`."""
-    return f"{_verdict(reports)} | target {profile.name} | {command}"
+    return f"{overall_verdict(reports)} | target {profile.name} | {command}"
 
 
 def model_to_dict(r: ModelReport) -> dict:
@@ -63,10 +58,10 @@ def to_dict(reports: list[ModelReport], profile: Profile) -> dict:
     models = [model_to_dict(r) for r in reports]
     return {
         "schema_version": SCHEMA_VERSION, "tool": "pea-verify-ops", "version": __version__,
-        "target": profile.name, "profile": profile.to_dict(), "verdict": _verdict(reports), "models": models,
-        "summary": {"models": len(reports), "passed": sum(r.verdict == "PASSED" for r in reports),
-                    "failed": sum(r.verdict == "FAILED" for r in reports),
-                    "errors": sum(r.verdict == "ERROR" for r in reports),
+        "target": profile.name, "profile": profile.to_dict(), "verdict": overall_verdict(reports), "models": models,
+        "summary": {"models": len(reports), "passed": sum(r.verdict is Verdict.PASSED for r in reports),
+                    "failed": sum(r.verdict is Verdict.FAILED for r in reports),
+                    "errors": sum(r.verdict is Verdict.ERROR for r in reports),
                     "violations": sum(len(r.violations) for r in reports)},
     }
 
@@ -77,8 +72,8 @@ def to_json(reports, profile) -> str:
 
 def to_junit(reports: list[ModelReport], profile: Profile) -> str:
     """One test suite per call, one test case per model."""
-    failures = sum(r.verdict == "FAILED" for r in reports)
-    errors = sum(r.verdict == "ERROR" for r in reports)
+    failures = sum(r.verdict is Verdict.FAILED for r in reports)
+    errors = sum(r.verdict is Verdict.ERROR for r in reports)
     out = ['<?xml version="1.0" encoding="UTF-8"?>',
            f'<testsuites name="pea-verify-ops" tests="{len(reports)}" failures="{failures}" errors="{errors}">',
            f'  <testsuite name={quoteattr("pea-verify-ops " + profile.name)} tests="{len(reports)}" '
@@ -86,11 +81,11 @@ def to_junit(reports: list[ModelReport], profile: Profile) -> str:
     for r in reports:
         out.append(f'    <testcase classname={quoteattr("target." + profile.name)} name={quoteattr(r.path)} '
                    f'time="{r.seconds:.4f}">')
-        if r.verdict == "FAILED":
+        if r.verdict is Verdict.FAILED:
             body = "\n".join(f"{v.where}: {v.op}: {v.message}" for v in r.violations)
             out.append(f'      <failure message={quoteattr(f"{len(r.violations)} violation(s)")} '
                        f'type="op-violation">{escape(body)}</failure>')
-        elif r.verdict == "ERROR":
+        elif r.verdict is Verdict.ERROR:
             out.append(f'      <error message={quoteattr(r.error or "")} type="unreadable-model"/>')
         out.append("    </testcase>")
     out += ["  </testsuite>", "</testsuites>"]
@@ -100,12 +95,12 @@ def to_junit(reports: list[ModelReport], profile: Profile) -> str:
 def to_sarif(reports: list[ModelReport], profile: Profile) -> str:
     """SARIF 2.1.0: one result per violation, located at the model file (node in the message)."""
     codes = sorted({v.reason_code for r in reports for v in r.violations} |
-                   ({"model.unreadable"} if any(r.verdict == "ERROR" for r in reports) else set()))
+                   ({"model.unreadable"} if any(r.verdict is Verdict.ERROR for r in reports) else set()))
     rule_text = {v.reason_code: v.rule for r in reports for v in r.violations}
     results = []
     for r in reports:
         loc = [{"physicalLocation": {"artifactLocation": {"uri": r.path}}}]
-        if r.verdict == "ERROR":
+        if r.verdict is Verdict.ERROR:
             results.append({"ruleId": "model.unreadable", "level": "error",
                             "message": {"text": r.error}, "locations": loc})
         for v in r.violations:

@@ -1,16 +1,27 @@
 """The hardware rules. Each rule is a small function whose docstring is the user-facing rule text;
-it returns (reason_code, message) pairs for one node, or for the model as a whole."""
+it returns (reason_code, message) pairs for one node, or for the model as a whole. A rule says which
+op kinds it applies to (`@applies_to`); `check_graph` runs on each node only the rules for its kind."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from .graph import Graph, Node
-from .ops import ACTIVATION_OPS, ONNX_QDQ, ONNX_STRUCTURAL
+from .ops import QDQ, STRUCTURAL, activation_kinds
 from .patterns import hint_for, likely_activation
 from .profile import Profile
 
 _INF = 3.0e38
+_GEOMETRY_KINDS = frozenset({"conv", "conv_transpose", "max_pool", "average_pool"})
+
+
+def applies_to(kinds):
+    """Mark a rule as applying only to nodes of these kinds (a callable is called for the set);
+    rules without the mark apply to every node."""
+    def mark(rule):
+        rule.kinds = kinds
+        return rule
+    return mark
 
 
 @dataclass
@@ -47,13 +58,12 @@ def _clip_kind(bounds) -> str | None:
     return None
 
 
+@applies_to(activation_kinds)
 def rule_activation(g: Graph, node: Node, p: Profile):
     """Only ReLU and the ReLU6 the target runs are allowed as activations (Clip only as min 0 /
     max 6 or min 0 / no max)."""
-    if node.op not in ACTIVATION_OPS[g.format]:
-        return []
-    kind = {"Relu": "relu", "RELU": "relu", "RELU6": "relu6"}.get(node.op)
-    if node.op == "Clip":
+    kind = node.kind if node.kind in ("relu", "relu6") else None
+    if node.kind == "clip":
         kind = _clip_kind(node.attrs.get("clip"))
         if kind is None:
             lo, hi = node.attrs.get("clip", (None, None))
@@ -78,12 +88,12 @@ def rule_fused_activation(g: Graph, node: Node, p: Profile):
 
 def rule_supported_op(g: Graph, node: Node, p: Profile):
     """Every op must be in the target's op list (no CUSTOM or Flex ops: they run on the CPU)."""
-    if node.op in ACTIVATION_OPS[g.format]:
+    if node.kind in activation_kinds():
         return []
-    if node.op.startswith(("CUSTOM:", "FLEX:")):
+    if node.kind == "custom":
         return [("op.custom", f"{node.op} is a custom/Flex op: no accelerator runs it")]
     rules = p.rules_for(g.format)
-    if node.op in rules.ops or node.op in rules.output_only or (g.format == "onnx" and node.op in ONNX_STRUCTURAL):
+    if node.op in rules.ops or node.op in rules.output_only or node.kind in STRUCTURAL:
         return []
     return [("op.unsupported", f"{node.op} is not supported by {p.name}")]
 
@@ -98,8 +108,7 @@ def _feeds_output(g: Graph, node: Node, hops: int = 4) -> bool:
             if any(o in outputs for o in n.outputs):
                 return True
             for o in n.outputs:
-                nxt += [c for c in g.consumers_of(n, o) if c.op in (
-                    "QuantizeLinear", "DequantizeLinear", "Reshape", "Identity", "QUANTIZE", "DEQUANTIZE", "RESHAPE")]
+                nxt += [c for c in g.consumers_of(n, o) if c.kind in (*QDQ, "reshape", "identity")]
         frontier = nxt
     return False
 
@@ -111,29 +120,14 @@ def rule_output_only(g: Graph, node: Node, p: Profile):
     return []
 
 
-def _hw(node: Node, key: str) -> list[int]:
-    v = node.attrs.get(key)
-    if isinstance(v, (list, tuple)):
-        return [int(x) for x in v]
-    extra = node.attrs.get(f"{key}_h")
-    return [int(v)] + ([int(extra)] if extra is not None else []) if v is not None else []
-
-
+@applies_to(_GEOMETRY_KINDS)
 def rule_limits(g: Graph, node: Node, p: Profile):
     """Kernel size, stride, dilation and depthwise multiplier must be within the target's limits."""
     limits = p.rules_for(g.format).limits.get(node.op)
     if not limits:
         return []
-    w = node.attrs.get("weight_shape") or []
-    if g.format == "onnx":
-        kernel = list(node.attrs.get("kernel_shape") or ([d for d in w[2:] if isinstance(d, int)] if len(w) > 2 else []))
-        stride, dil = _hw(node, "strides"), _hw(node, "dilations")
-        group = int(node.attrs.get("group", 1))
-        mult = (w[0] // group) if group > 1 and len(w) > 1 and w[1] == 1 and isinstance(w[0], int) else 1
-    else:
-        kernel = [d for d in (w[1:3] if len(w) == 4 else []) if isinstance(d, int)] or _hw(node, "filter")
-        stride, dil = _hw(node, "stride"), _hw(node, "dilation")
-        mult = int(node.attrs.get("depth_multiplier", 1) or 1)
+    a = node.attrs
+    kernel, stride, dil, mult = a.get("kernel", []), a.get("stride", []), a.get("dilation", []), a.get("depth_multiplier", 1)
     dilated = [(k - 1) * d + 1 for k, d in zip(kernel, dil)] if len(dil) == len(kernel) else kernel
     found = []
     for key, values, what in (("max_kernel", kernel, "kernel"), ("max_stride", stride, "stride"),
@@ -145,7 +139,7 @@ def rule_limits(g: Graph, node: Node, p: Profile):
 
 
 _INT_TYPES = {"int8", "uint8"}
-_SHAPE_OPS = {"Reshape", "Squeeze", "Unsqueeze", "Flatten", "Pad", "Resize", "Constant", "Identity"}
+_SHAPE_KINDS = {"reshape", "squeeze", "unsqueeze", "flatten", "pad", "resize", "constant", "identity"}
 
 
 def rule_int8(g: Graph, node: Node, p: Profile):
@@ -153,9 +147,9 @@ def rule_int8(g: Graph, node: Node, p: Profile):
     allowed); an ONNX op must sit between DequantizeLinear and QuantizeLinear (QDQ)."""
     if not p.int8:
         return []
-    if g.format == "tflite":
-        if node.op == "DEQUANTIZE":
-            return [("int8.float_compute", "DEQUANTIZE produces float tensors inside the model")]
+    if not g.qdq:
+        if node.kind == "dequantize":
+            return [("int8.float_compute", f"{node.op} produces float tensors inside the model")]
         bad = []
         for t in node.inputs + node.outputs:
             ten = g.tensors.get(t)
@@ -163,15 +157,13 @@ def rule_int8(g: Graph, node: Node, p: Profile):
                 continue
             bad.append(f"{ten.name or t} ({ten.dtype})")
         return [("int8.float_tensor", f"{node.op} uses non-int8 tensor(s): {', '.join(bad[:3])}")] if bad else []
-    if node.op in ONNX_QDQ or node.op in ONNX_STRUCTURAL:
+    if node.kind in QDQ or node.kind in STRUCTURAL:
         return []
     data_inputs = [t for t in node.inputs if t and not (g.tensors.get(t) and g.tensors[t].is_constant
                                                         and g.tensors[t].dtype in ("int64", "int32"))]
-    if node.op in _SHAPE_OPS:
+    if node.kind in _SHAPE_KINDS:
         data_inputs = data_inputs[:1]
-    float_in = [t for t in data_inputs
-                if (g.producer(node, t) is None or g.producer(node, t).op != "DequantizeLinear")
-]
+    float_in = [t for t in data_inputs if (g.producer(node, t) is None or g.producer(node, t).kind != "dequantize")]
     if float_in:
         return [("int8.float_compute", f"{node.op} runs in float: input {float_in[0]} does not come from DequantizeLinear")]
     return []
@@ -193,7 +185,7 @@ def model_rules(g: Graph, p: Profile) -> list[tuple[str, str, str]]:
                 found.append((label, "shape.dynamic", f"{label} has a dynamic shape {ten.shape}; {p.name} needs static shapes"))
             if ten.shape is not None and len(ten.shape) > p.max_rank:
                 found.append((label, "shape.rank", f"{label} has rank {len(ten.shape)} > {p.max_rank}"))
-            if p.int8 and g.format == "tflite" and ten.dtype not in _INT_TYPES:
+            if p.int8 and not g.qdq and ten.dtype not in _INT_TYPES:
                 found.append((label, "int8.io", f"{label} is {ten.dtype}; {p.name} needs int8 model I/O"))
     return found
 
@@ -203,10 +195,24 @@ def rule_text(rule) -> str:
     return " ".join((rule.__doc__ or rule.__name__).split()).split(". ")[0].rstrip(".")
 
 
+def rules_for_kind(kind: str, rules=NODE_RULES) -> list:
+    """The node rules that apply to op kind `kind`, in rule order."""
+    found = []
+    for rule in rules:
+        kinds = getattr(rule, "kinds", None)
+        kinds = kinds() if callable(kinds) else kinds
+        if kinds is None or kind in kinds:
+            found.append(rule)
+    return found
+
+
 def check_graph(g: Graph, p: Profile) -> list[Violation]:
     out = []
+    dispatch: dict[str, list] = {}
     for node in g.nodes:
-        for rule in NODE_RULES:
+        if node.kind not in dispatch:
+            dispatch[node.kind] = rules_for_kind(node.kind)
+        for rule in dispatch[node.kind]:
             for code, msg in rule(g, node, p):
                 likely = likely_activation(g, node) if code == "activation.not_relu" else None
                 text = f"{msg} ({node.op} in a {likely} pattern)" if likely and likely != node.op else msg

@@ -32,6 +32,20 @@ def _guard(count: int, size: int, what: str) -> int:
     return count
 
 
+def _geometry(op: str, raw: dict, op_in: list[str], tensors: dict) -> dict:
+    """kernel / stride / dilation / depth_multiplier as [h, w] lists, as the ONNX reader gives them."""
+    if not raw:
+        return raw
+    pair = lambda k: [raw[f"{k}_h"], raw[k]] if k in raw else []  # noqa: E731
+    kernel = pair("filter")
+    if op in ("CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV"):
+        # weights, always the second input: OHWI (conv, transpose conv), 1HWC (depthwise)
+        shape = tensors[op_in[1]].shape if len(op_in) > 1 and op_in[1] in tensors else None
+        kernel = [d for d in shape[1:3] if isinstance(d, int)] if shape and len(shape) == 4 else []
+    return {"kernel": kernel, "stride": pair("stride"), "dilation": pair("dilation"),
+            "depth_multiplier": int(raw.get("depth_multiplier", 1) or 1)}
+
+
 def read_tflite(path: Path, data: bytes) -> Graph:
     from ai_edge_litert import schema_py_generated as schema
 
@@ -100,8 +114,7 @@ def _read(schema, path: Path, buf: bytearray) -> Graph:
                         attrs[attr] = int(getattr(opts, getter)())
             op_in = [f"{s}:{i}" if i >= 0 else "" for i in (op.InputsAsNumpy() if op.InputsLength() else [])]
             op_out = [f"{s}:{i}" for i in (op.OutputsAsNumpy() if op.OutputsLength() else [])]
-            if codes[idx] in ("CONV_2D", "DEPTHWISE_CONV_2D") and len(op_in) > 1 and op_in[1] in tensors:
-                attrs["weight_shape"] = tensors[op_in[1]].shape
+            attrs = _geometry(codes[idx], attrs, op_in, tensors)
             name = tensors[op_out[0]].name if op_out and op_out[0] in tensors else ""
             nodes.append(Node(o, name, codes[idx], op_in, op_out, gname, fused, attrs))
     return Graph(str(path), "tflite", nodes, tensors, inputs, outputs)

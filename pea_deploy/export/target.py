@@ -1,0 +1,58 @@
+"""How pea-export builds artefacts for a target: the profile's [export] table, validated here (the
+op checker reads profiles but knows nothing of compilers).
+
+    [export]
+    opset = 17                          # ONNX opset of the exported models (>= 13)
+    activation_dtype = "int8"           # int8 or uint8 activations in the quantized ONNX model
+    vela_accelerator = "ethos-u55-128"  # compile the int8 TFLite with Arm Vela for this config
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import asdict, dataclass
+
+from ..errors import ConfigError, unknown_name
+from ..verify.profile import Profile
+from .onnx_quant import ACTIVATION_DTYPES
+
+MIN_OPSET = 13  # per-channel QuantizeLinear needs 13
+
+
+@dataclass(frozen=True)
+class ExportSettings:
+    opset: int = 17
+    activation_dtype: str = "int8"
+    vela_accelerator: str | None = None
+
+    @classmethod
+    def from_profile(cls, profile: Profile) -> "ExportSettings":
+        """The profile's [export] table, every key and value checked; a Vela accelerator is checked
+        against the installed Vela's own list of configurations."""
+        raw, where = profile.export, f"invalid profile {profile.source or profile.name}"
+        valid = {f for f in asdict(cls())}
+        for key in raw:
+            if key not in valid:
+                raise ConfigError(f"{where}: unknown key 'export.{key}'; valid: {', '.join(sorted(valid))}")
+        opset = raw.get("opset", cls.opset)
+        if not isinstance(opset, int) or isinstance(opset, bool) or opset < MIN_OPSET:
+            raise ConfigError(f"{where}: 'export.opset' must be an integer >= {MIN_OPSET}, got {opset!r}")
+        dtype = raw.get("activation_dtype", cls.activation_dtype)
+        if dtype not in ACTIVATION_DTYPES:
+            raise ConfigError(f"{where}: 'export.activation_dtype' must be int8 or uint8, got {dtype!r}")
+        vela = raw.get("vela_accelerator")
+        if vela is not None:
+            known = vela_accelerators()
+            if not isinstance(vela, str) or (known and vela not in known):
+                raise unknown_name(f"{where}: 'export.vela_accelerator'", vela, known or ("ethos-u55-128",))
+        return cls(opset, dtype, vela)
+
+
+def vela_accelerators() -> tuple[str, ...]:
+    """The accelerator configurations the installed Vela knows (empty when Vela is not installed;
+    pea-export then asks for the extra before it compiles)."""
+    if importlib.util.find_spec("ethosu") is None:
+        return ()
+    from ethosu.vela.architecture_features import Accelerator
+
+    return tuple(a.value for a in Accelerator)
