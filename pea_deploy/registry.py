@@ -116,10 +116,12 @@ OPTIMIZERS = Registry("optimizer")
 LR_SCHEDULES = Registry("lr schedule")
 NO_DECAY = Registry("no_decay entry")
 AMP = Registry("amp")
+NORMALIZATIONS = Registry("normalization")
 
 # What recipe fields and CLI choices refer to.
 BY_KIND = {r.kind: r for r in (NETS, DATASETS, ACTIVATIONS, TARGETS, VARIANTS, GRANULARITIES, RAMPS,
-                                AUGMENTATIONS, MODES, STEMS, NORMS, OPTIMIZERS, LR_SCHEDULES, NO_DECAY, AMP)}
+                                AUGMENTATIONS, MODES, STEMS, NORMS, OPTIMIZERS, LR_SCHEDULES, NO_DECAY, AMP,
+                                NORMALIZATIONS)}
 
 
 def register_net(name: str, builder: str | Callable, *, options=(), task: str = "classification",
@@ -215,6 +217,9 @@ _choices(NORMS, {"batch": "BatchNorm (folds into conv for deployment)", "group":
 _choices(OPTIMIZERS, {"sgd": "SGD with momentum", "adamw": "AdamW", "radam": "RAdam"})
 _choices(LR_SCHEDULES, {"step": "x lr_gamma at lr_steps", "cosine": "cosine to min_lr", "constant": "constant"})
 _choices(NO_DECAY, {"bn": "norm weights and biases", "bias": "every bias", "depthwise": "depthwise conv weights"})
+NORMALIZATIONS.register("dataset", help="per-channel mean/std of a seeded sample of the training set")
+NORMALIZATIONS.register("imagenet", help="ImageNet's published RGB mean/std (the paper's standardized input)",
+                        mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
 _choices(AMP, {"off": "float32", "bf16": "bfloat16 autocast", "fp16": "float16 autocast + grad scaler (CUDA)"})
 
 

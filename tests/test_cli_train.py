@@ -71,9 +71,53 @@ def test_image_folder_and_unreadable_image(tmp_path):
                    "cannot read image")
 
 
-def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+def test_divergence_names_only_a_checkpoint_that_exists(tmp_path):
     out = tmp_path / "run"
-    r = run(*FAST, "--optimizer", "sgd", "--lr", "1e30", "--warmup-epochs", "0", "--out", str(out))
+    r = run(*FAST, "--optimizer", "sgd", "--lr", "100", "--warmup-epochs", "0", "--out", str(out))
     one_error_line(r, 1, "loss became")
-    assert "last good checkpoint kept" in r.stderr
-    assert not list(out.rglob("*.tmp"))
+    assert "no checkpoint was written" in r.stderr and "last.pt" not in r.stderr
+    assert not out.exists()
+
+
+def test_nan_loss_keeps_the_last_good_checkpoint(tiny_recipe, tmp_path):
+    import dataclasses
+
+    from pea_deploy.errors import TrainingDiverged
+    from pea_deploy.train.loop import Trainer
+
+    with Trainer(tiny_recipe, tmp_path, progress=False, log=lambda m: None) as trainer:
+        trainer.fit(until_epoch=1)
+        good = (tmp_path / "checkpoints" / "last.pt").read_bytes()
+        trainer.lr_schedule = dataclasses.replace(trainer.lr_schedule, base_lr=1e30)  # force a NaN
+        with pytest.raises(TrainingDiverged, match=r"last good checkpoint kept: .*last\.pt \(epoch 1\)"):
+            trainer.fit()
+    assert (tmp_path / "checkpoints" / "last.pt").read_bytes() == good
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--lr", "nan"], "optim.lr must be in (0, 100], got nan"),
+    (["--lr", "1e6"], "optim.lr must be in (0, 100]"),
+    (["--lr", "0"], "optim.lr must be in (0, 100]"),
+    (["--width", "-1"], "model.width must be in (0, 8]"),
+    (["--dropout", "1.5"], "model.dropout must be in [0, 1)"),
+    (["--momentum", "inf"], "optim.momentum must be in [0, 1)"),
+    (["--weight-decay", "-0.1"], "optim.weight_decay must be in [0, 1)"),
+    (["--label-smoothing", "1"], "optim.label_smoothing must be in [0, 1)"),
+    (["--image-size", "4"], "data.image_size must be in [8, 4096]"),
+    (["--batch-size", "0"], "data.batch_size must be in [1, inf)"),
+    (["--crop-padding", "-2"], "data.crop_padding must be in [0, inf)"),
+    (["--swish-beta", "0"], "pea.swish_beta must be in (0, inf)"),
+    (["--min-lr", "1"], "optim.min_lr (1) must not exceed optim.lr"),
+])
+def test_out_of_range_numbers_are_refused_up_front(tmp_path, args, message):
+    out = tmp_path / "run"
+    one_error_line(run(*FAST, *args, "--out", str(out)), 2, message)
+    assert not out.exists()
+
+
+def test_out_of_range_recipe_field_names_the_field(tmp_path):
+    (tmp_path / "r.toml").write_text("[model]\nwidth = -1\n")
+    one_error_line(run(str(tmp_path / "r.toml"), "-q", "--out", str(tmp_path / "run")), 2,
+                   "model.width must be in (0, 8], got -1")
+    assert not (tmp_path / "run").exists()

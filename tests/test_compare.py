@@ -52,7 +52,7 @@ def test_real_runs_resume_after_a_kill(tiny_recipe, tmp_path):
     settings = plan_settings(recipe, ("gelu",), ("weighted",))
     logs = []
     first = run_comparison(recipe, tmp_path, settings, seeds=2, log=logs.append)
-    assert len(first) == 6 and all(0 < r.final_score <= 100 for r in first)
+    assert len(first) == 6 and all(0 < r.score <= 100 for r in first)
     assert sum("training" in m for m in logs) == 6
     # Simulate a comparison killed in its last run: the checkpoint is there, the summary is not.
     killed = tmp_path / "runs" / settings[-1].slug / "seed1"
@@ -61,7 +61,7 @@ def test_real_runs_resume_after_a_kill(tiny_recipe, tmp_path):
     again = run_comparison(recipe, tmp_path, settings, seeds=2, log=logs.append)
     assert sum("finished earlier" in m for m in logs) == 5
     assert sum("resuming" in m for m in logs) == 1 and not any(": training" in m for m in logs)
-    assert [r.final_score for r in again] == [r.final_score for r in first]
+    assert [r.score for r in again] == [r.score for r in first]
     other = recipe.with_overrides({"train.epochs": 4})
     with pytest.raises(ConfigError, match="different recipe"):
         run_comparison(other, tmp_path, settings, seeds=2)
@@ -73,7 +73,8 @@ def test_cli_writes_table_csv_and_chart(tmp_path):
                                   "--width", "0.125", "--seeds", "2", "--acts", "swish", "--variants", "stochastic",
                                   "--out", str(out), "-q"])
     assert r.exit_code == 0, r.output
-    assert r.stdout.startswith("| setting | top-1 % (mean ± std)")
+    assert r.stdout.startswith("| setting | best top-1 % (mean ± std)")
+    assert "[default: 5]" in CliRunner().invoke(main, ["--help"]).output  # the paper averages 5 runs
     rows = list(csv.DictReader((out / "table.csv").open()))
     assert [row["slug"] for row in rows] == ["relu", "act-swish", "pea-stochastic-swish-t1"]
     assert all(row["runs"] == "2" for row in rows)

@@ -250,6 +250,33 @@ def test_profile_violation_fails_with_exit_1(run_dir, tmp_path):
     assert json.loads((out / "report.json").read_text())["failures"]
 
 
+def test_a_killed_export_leaves_no_staging_directory_behind_the_next_one(run_dir, tmp_path):
+    """SIGKILL cannot be cleaned up after; the next export into the same directory sweeps what a dead
+    export left (and leaves a live one's alone)."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "pea_deploy.cli.export", str(run_dir), "--target", "relu-only",
+                             "--out", str(out), "--formats", "onnx", "--latency-runs", "1"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not list(out.glob(".pea-export-*/.owner")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    left = list(out.glob(".pea-export-*"))
+    assert left, "the export was not caught while building"
+    live = out / ".pea-export-live"
+    live.mkdir()
+    (live / ".owner").write_text(f"{__import__('socket').gethostname()} {os.getpid()}\n")  # this process: alive
+    r = invoke(run_dir, "--target", "relu-only", "--out", out, "--formats", "onnx", "--latency-runs", "1")
+    assert r.exit_code == 0, r.output
+    assert not any(p.exists() for p in left) and live.exists()
+
+
 def test_bad_inputs_give_one_line_and_no_artefacts(run_dir, tmp_path):
     out = tmp_path / "out"
     one_error_line(invoke(tmp_path / "missing.pt", "--target", "relu-only", "--out", out), 2, "does not exist")

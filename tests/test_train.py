@@ -83,6 +83,90 @@ def test_checkpoint_errors(tmp_path):
         load_checkpoint(foreign)
     with pytest.raises(CheckpointError, match="not a run directory"):
         load_checkpoint(tmp_path)
+    pickled = tmp_path / "pickled.pt"
+    torch.save({"format": "pea-deploy/checkpoint", "optimizer": torch.optim.SGD}, pickled)  # a class: pickled
+    with pytest.raises(CheckpointError) as e:
+        load_checkpoint(pickled)
+    assert str(e.value) == (f"{pickled} is not a pea-deploy checkpoint: it holds pickled Python objects, which "
+                            f"were not unpickled (loading them could run code)")
+
+
+def test_best_checkpoint_comes_from_the_final_phase_only(tiny_recipe, tmp_path):
+    """Transition 1 -> 2 of 3 epochs: epoch 2 ends at alpha 1 but trained below 1 up to its last step,
+    so only epoch 3 is in the final phase (the paper's selection), whatever the scores."""
+    summary = train(tiny_recipe, tmp_path, progress=False, log=lambda m: None)
+    rows = list(csv.DictReader((tmp_path / "metrics.csv").open()))
+    assert [r["final_form"] for r in rows] == ["False", "False", "True"]
+    assert [float(r["alpha"]) for r in rows][1:] == [1.0, 1.0]       # epoch 2 is evaluated at alpha 1 ...
+    assert summary["best_epoch"] == 3 and summary["best_relu_only"]["epoch"] == 3  # ... but not selectable
+    assert summary["best_val_top1"] == float(rows[2]["val_top1"])
+    assert load_checkpoint(tmp_path, "best")["epoch"] == 3
+    baseline = train(tiny_recipe.with_overrides({"pea.mode": "relu"}), tmp_path / "relu", progress=False,
+                     log=lambda m: None)
+    relu_rows = list(csv.DictReader((tmp_path / "relu" / "metrics.csv").open()))
+    assert all(r["final_form"] == "True" for r in relu_rows)                  # every baseline epoch counts
+    assert baseline["best_val_top1"] == max(float(r["val_top1"]) for r in relu_rows)
+
+
+def test_conversion_summary_says_what_relu6_does_to_relu(tiny_recipe, tmp_path):
+    summary = train(tiny_recipe.with_overrides({"pea.target": "relu6", "train.epochs": 2, "pea.transition_end": 1}),
+                    tmp_path, progress=False, log=lambda m: None)
+    [row] = summary["conversion"]
+    assert row["replaced"] == "ReLU" and row["target"] == "relu6" and row["count"] > 0
+    assert row["note"] == "deploys as RELU6, not as the model's own ReLU"
+
+
+def test_recipes_follow_the_paper():
+    mobilenet = load_recipe("imagenet-mobilenet025-pea-stochastic-mish")
+    assert mobilenet.model.dropout == 1e-3                        # "Dropout with rate 1e-3 before the FC layer"
+    for name in ("imagenet-resnet18-pea-stochastic-gelu", "imagenet-erfnet-pea-stochastic-gelu",
+                 "imagenet-alexnet-bn-pea-weighted-gelu", "imagenet-resnet50-pea-stochastic-swish"):
+        assert load_recipe(name).data.normalize == "imagenet"    # "ImageNet standardized input"
+
+
+def test_erfnet_dropout_rates():
+    from torch import nn
+
+    from pea_deploy.nets import build_net
+
+    def rates(net):
+        return [m.p for m in net.encoder.modules() if isinstance(m, nn.Dropout2d)]
+
+    assert rates(build_net("erfnet", 10, 3, dropout=0.1)) == [0.1] * 13          # paper: 0.1 in all modules
+    assert rates(build_net("erfnet-seg", 19, 3, dropout=0.3)) == [0.03] * 5 + [0.3] * 8  # ERFNet's authors
+
+
+def test_dataset_statistics_come_from_a_sample_across_classes(tmp_path):
+    """A folder is read in class order: the first images are one class. Black class a, white class b:
+    the mean must be near 0.5, not 0."""
+    from PIL import Image
+
+    from pea_deploy.data import load_dataset
+
+    for cls, value in (("a", 0), ("b", 255)):
+        (tmp_path / cls).mkdir()
+        for i in range(300):
+            Image.new("RGB", (8, 8), (value,) * 3).save(tmp_path / cls / f"{i}.png")
+    splits = load_dataset("image-folder", data_dir=str(tmp_path), image_size=8, channels=3)
+    assert all(0.35 < m < 0.65 for m in splits.mean) and all(s > 0.4 for s in splits.std)
+
+
+def test_imagenet_normalization_uses_the_published_statistics(tmp_path):
+    from PIL import Image
+
+    from pea_deploy.train import load_data
+
+    for cls in ("a", "b"):
+        (tmp_path / cls).mkdir()
+        for i in range(5):
+            Image.new("RGB", (8, 8), (i * 40, 0, 0)).save(tmp_path / cls / f"{i}.png")
+    recipe = Recipe.from_dict({"data": {"name": "image-folder", "dir": str(tmp_path), "image_size": 8,
+                                        "normalize": "imagenet"}})
+    splits = load_data(recipe)
+    assert splits.mean == (0.485, 0.456, 0.406) and splits.std == (0.229, 0.224, 0.225)
+    grey = recipe.with_overrides({"data.channels": 1})
+    with pytest.raises(ConfigError, match="for 3-channel images"):
+        load_data(grey)
 
 
 def test_bf16_autocast_and_channels_last_train_on_cpu(tiny_recipe, tmp_path):

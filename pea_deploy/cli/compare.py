@@ -16,7 +16,8 @@ PROG = "pea-compare"
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
                epilog=exit_codes_help(PROG))
 @click.argument("recipe", required=False)
-@click.option("--seeds", type=int, default=3, show_default=True, help="runs per setting (seeds 0..N-1)")
+@click.option("--seeds", type=int, default=5, show_default=True,
+              help="runs per setting (seeds 0..N-1; the paper averages 5)")
 @click.option("--acts", default="gelu,swish,mish", show_default=True, callback=list_of(str),
               help="smooth activations (any registered: pea-train --help lists them): each gets an "
               "upper-limit row and PEA rows")
@@ -56,3 +57,7 @@ def main(recipe, seeds, acts, variants, transition_ends, quiet, **overrides):
     click.echo(to_markdown(table), nl=False)
     if not quiet:
         click.echo("\n".join(str(p) for p in paths.values()))
+
+
+if __name__ == "__main__":
+    main()

@@ -31,6 +31,9 @@ def handle_errors(prog: str):
                 sys.exit(int(e.exit_code))
             except (click.exceptions.Exit, click.ClickException, click.Abort):
                 raise
+            except BrokenPipeError:  # the reader (e.g. `| head`) left: stop quietly, as a shell tool does
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                sys.exit(141)
             except KeyboardInterrupt:
                 click.echo(f"{prog}: interrupted", err=True)
                 sys.exit(int(ExitCode.INTERRUPTED))

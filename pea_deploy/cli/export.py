@@ -66,3 +66,7 @@ def main(source, target, profile_file, out, formats, calib_data, calib_samples, 
         click.echo(f"{result.out_dir / 'report.md'}")
     click.echo(f"{result.verdict} | target {profile.name} | {result.out_dir} | {command}")
     sys.exit(int(result.exit_code))
+
+
+if __name__ == "__main__":
+    main()

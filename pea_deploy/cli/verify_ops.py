@@ -65,3 +65,7 @@ def main(models, target, profile_file, fmt, output, list_targets, describe):
     else:
         click.echo(text, nl=False)
     sys.exit(int(exit_code(reports)))
+
+
+if __name__ == "__main__":
+    main()

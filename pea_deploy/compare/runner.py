@@ -20,11 +20,14 @@ from .plan import Setting
 class RunResult:
     setting: Setting
     seed: int
-    final_score: float      # the run's final validation metric: top-1 %, or mIoU % for segmentation
+    score: float            # best validation score (top-1 %, or mIoU % for segmentation) over the epochs
+                            # in final form: PEA's final phase, as the paper selects; every epoch otherwise
     wall_time_s: float
     run_dir: Path
     reused: bool
     metric: str = "val_top1"
+    final_score: float | None = None   # the last epoch's score
+    best_epoch: int | None = None
 
 
 def _finished_summary(run_dir: Path, epochs: int) -> dict | None:
@@ -32,7 +35,9 @@ def _finished_summary(run_dir: Path, epochs: int) -> dict | None:
     if not path.exists():
         return None
     summary = json.loads(path.read_text())
-    return summary if summary.get("epochs") == epochs else None
+    # A summary without best_epoch predates the final-form selection: resuming the finished run
+    # (no training left) writes it anew.
+    return summary if summary.get("epochs") == epochs and "best_epoch" in summary else None
 
 
 def _check_plan(out: Path, recipe: Recipe, settings: list[Setting], seeds: int) -> None:
@@ -46,7 +51,7 @@ def _check_plan(out: Path, recipe: Recipe, settings: list[Setting], seeds: int) 
     write_text(path, json.dumps(plan, indent=2) + "\n")
 
 
-def run_comparison(recipe: Recipe, out: str | Path, settings: list[Setting], seeds: int = 3, *,
+def run_comparison(recipe: Recipe, out: str | Path, settings: list[Setting], seeds: int = 5, *,
                    log=None, progress: bool = False) -> list[RunResult]:
     """Train each setting over seeds 0..seeds-1 under `out/runs/<setting>/seed<k>`."""
     if seeds < 1:
@@ -69,8 +74,9 @@ def run_comparison(recipe: Recipe, out: str | Path, settings: list[Setting], see
                          data=data) as trainer:
                 summary = trainer.fit()
         metric = summary.get("metric", "val_top1")  # summaries from before segmentation name no metric
-        results.append(RunResult(setting, seed, float(summary[f"final_{metric}"]),
-                                 float(summary["wall_time_s"]), run_dir, reused, metric))
-        say(f"[{i}/{total}] {setting.label}, seed {seed}: {METRIC_LABELS[metric.removeprefix('val_')]} {results[-1].final_score:.2f}%"
+        results.append(RunResult(setting, seed, float(summary[f"best_{metric}"]), float(summary["wall_time_s"]),
+                                 run_dir, reused, metric, float(summary[f"final_{metric}"]), summary["best_epoch"]))
+        say(f"[{i}/{total}] {setting.label}, seed {seed}: best {METRIC_LABELS[metric.removeprefix('val_')]} "
+            f"{results[-1].score:.2f}% (epoch {results[-1].best_epoch})"
             + (" (finished earlier)" if reused else ""))
     return results

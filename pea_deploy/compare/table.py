@@ -58,7 +58,7 @@ def build_table(results: list[RunResult]) -> Table:
     for r in results:
         s = r.setting
         row = rows.setdefault(s.slug, Row(s.label, s.slug, s.mode, s.act, [], []))
-        row.runs.append(r.final_score)
+        row.runs.append(r.score)
         row.times.append(r.wall_time_s)
     ordered = list(rows.values())
     baseline = next(r for r in ordered if r.mode == "relu")
@@ -69,7 +69,7 @@ def build_table(results: list[RunResult]) -> Table:
 
 
 def to_markdown(t: Table) -> str:
-    lines = [f"| setting | {t.metric} % (mean ± std) | vs ReLU baseline | runs | train time s (mean) |",
+    lines = [f"| setting | best {t.metric} % (mean ± std) | vs ReLU baseline | runs | train time s (mean) |",
              "|---|---:|---:|---:|---:|"]
     for r in t.rows:
         delta = "" if r is t.baseline else f"{r.mean - t.baseline.mean:+.2f}"
@@ -102,9 +102,11 @@ def to_csv(t: Table, results: list[RunResult]) -> tuple[str, str]:
         w.writerow([r.label, r.slug, r.mode, r.act or "", len(r.runs), f"{r.mean:.4f}", f"{r.std:.4f}",
                     f"{r.mean - t.baseline.mean:.4f}", f"{r.time_s:.2f}"])
     w = csv.writer(runs)
-    w.writerow(["setting", "slug", "seed", f"final_val_{key}", "wall_time_s", "run_dir"])
+    w.writerow(["setting", "slug", "seed", f"best_val_{key}", "best_epoch", f"final_val_{key}", "wall_time_s",
+                "run_dir"])
     for r in results:
-        w.writerow([r.setting.label, r.setting.slug, r.seed, r.final_score, r.wall_time_s, r.run_dir])
+        w.writerow([r.setting.label, r.setting.slug, r.seed, r.score, r.best_epoch, r.final_score, r.wall_time_s,
+                    r.run_dir])
     return table.getvalue(), runs.getvalue()
 
 

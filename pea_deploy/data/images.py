@@ -125,12 +125,16 @@ class DatasetSplits:
         return info
 
 
-def channel_stats(data: TensorImages | FileImages, max_images: int = 5000) -> tuple[tuple, tuple]:
-    """Per-channel mean and std in [0, 1] units, from at most `max_images` training images."""
+def channel_stats(data: TensorImages | FileImages, max_images: int = 5000, seed: int = 0) -> tuple[tuple, tuple]:
+    """Per-channel mean and std in [0, 1] units, from a seeded random sample of at most `max_images`
+    training images (512 for file-backed sets) drawn across the whole set: a folder is stored in
+    class order, so its first images are one class."""
+    limit = max_images if isinstance(data, TensorImages) else min(max_images, 512)
+    pick = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:limit].sort().values
     if isinstance(data, TensorImages):
-        x = data.images[:max_images]
+        x = data.images[pick]
     else:
-        x = torch.stack([data[i][0] for i in range(min(len(data), 512))])
+        x = torch.stack([data[int(i)][0] for i in pick])
     x = x.float().div_(255.0)
     mean = x.mean(dim=(0, 2, 3))
     std = x.std(dim=(0, 2, 3)).clamp_min(1e-3)

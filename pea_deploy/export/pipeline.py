@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +28,7 @@ from .parity import ParityRow, run_parity
 from .report import ExportReport, Failure, FailureKind
 from .runtimes import OnnxRunner, TFLiteRunner, TorchRunner, latency_ms
 from .samples import calibration_inputs, load_splits, validation_inputs
+from .staging import make_staging
 from .steps import require
 from .target import ExportSettings
 from .trained import load_trained, require_deployable, strip_and_compare
@@ -93,15 +93,6 @@ class ExportResult:
         return self.report.failures
 
 
-def _prepare_out_dir(out: Path) -> Path:
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".pea-export-", dir=out))
-    except OSError as e:
-        raise ConfigError(f"output directory {out} is not writable: {e.strerror or e}") from None
-    return staging
-
-
 def _commit(staging: Path, out: Path, names: list[str]) -> dict[str, Path]:
     """Move the finished artefacts into `out`; drop artefacts of an earlier export that this one did
     not make, so the directory never mixes two exports."""
@@ -159,7 +150,7 @@ def export_checkpoint(source: str | Path, target: str | Profile, out: str | Path
     calib, calib_source = calibration_inputs(trained, options.calib_samples, splits=splits,
                                              data_dir=options.calib_dir, seed=options.seed)
     out = Path(out)
-    staging = _prepare_out_dir(out)
+    staging = make_staging(out)
     try:
         found = f"{len(alphas)} ensemble(s), all alpha = 1" if alphas else "no ensembles (ReLU baseline)"
         say(f"checkpoint {trained.checkpoint} (epoch {trained.epoch}): {found}")

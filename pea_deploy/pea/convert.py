@@ -95,6 +95,7 @@ def convert(model: nn.Module, act: str = "gelu", variant: str = "weighted", targ
         extra = {"granularity": granularity} if "granularity" in variant_entry.options else {}
         ens = cls(act=act, target=target, swish_beta=swish_beta, **extra)
         ens.set_alpha(alpha)
+        ens.source = type(child).__name__  # what it replaced, for conversion_summary
         return ens
 
     if _replace_modules(model, make) == 0:
@@ -111,6 +112,29 @@ def replace_relus_with_act(model: nn.Module, act: str = "gelu", *, swish_beta: f
     if n == 0:
         raise _nothing_to_convert(model, (nn.ReLU, nn.ReLU6))
     return model
+
+
+def conversion_summary(model: nn.Module) -> list[dict]:
+    """What `convert` made of the model: per (replaced module, variant, Act, target) the number of
+    distinct ensembles, with a note where the deployed activation differs from the model's own
+    (target relu6 turns nn.ReLU modules into ReLU6 too)."""
+    groups: dict[tuple, int] = {}
+    for ens in ensembles(model).values():
+        key = (getattr(ens, "source", "?"), ens.variant, ens.act.name, ens.target.name)
+        groups[key] = groups.get(key, 0) + 1
+    rows = []
+    for (source, variant, act, target), n in groups.items():
+        note = ""
+        if source.lower() != target:
+            note = f"deploys as {target.upper()}, not as the model's own {source}"
+        rows.append({"replaced": source, "count": n, "variant": variant, "act": act, "target": target,
+                     "note": note})
+    return rows
+
+
+def describe_conversion(rows: list[dict]) -> str:
+    return "; ".join(f"{r['count']} x nn.{r['replaced']} -> {r['variant']} ensemble ({r['act']} -> {r['target']})"
+                     + (f" [{r['note']}]" if r["note"] else "") for r in rows)
 
 
 def ensembles(model: nn.Module) -> dict[str, PEAEnsemble]:

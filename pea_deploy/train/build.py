@@ -14,7 +14,7 @@ from ..data.images import DatasetSplits
 from ..errors import ConfigError
 from ..nets import build_net, is_segmentation_net
 from ..pea import convert, replace_relus_with_act
-from ..registry import NETS
+from ..registry import NETS, NORMALIZATIONS
 from .recipe import Recipe
 
 
@@ -46,6 +46,12 @@ def load_data(recipe: Recipe) -> DatasetSplits:
     d = recipe.data
     splits = load_dataset(d.name, data_dir=d.dir, val_fraction=d.val_fraction, split_seed=d.split_seed,
                           image_size=d.image_size, image_width=d.image_width, channels=d.channels)
+    fixed = NORMALIZATIONS.get(d.normalize).info
+    if fixed:  # published statistics instead of the sample's
+        if splits.channels != len(fixed["mean"]):
+            raise ConfigError(f"data.normalize {d.normalize!r} is for {len(fixed['mean'])}-channel images; "
+                              f"{d.name} has {splits.channels}")
+        splits.mean, splits.std = tuple(fixed["mean"]), tuple(fixed["std"])
     if d.train_subset is not None:
         if not 0 < d.train_subset <= len(splits.train):
             raise ConfigError(f"data.train_subset must be in 1..{len(splits.train)}, got {d.train_subset}")

@@ -46,7 +46,14 @@ def load_checkpoint(path: str | Path, which: str = "last", map_location="cpu") -
         state = torch.load(p, map_location=map_location, weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError,
             AttributeError, KeyError, OSError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        text = str(e)
+        if "allowed global" in text or "Unsupported global" in text:  # torch's advice to unpickle is not ours
+            raise CheckpointError(f"{p} is not a pea-deploy checkpoint: it holds pickled Python objects, "
+                                  f"which were not unpickled (loading them could run code)") from None
+        lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+        if "WeightsUnpickler error:" in text:  # the reason, without torch's multi-sentence advice
+            lines = lines[next(i for i, ln in enumerate(lines) if "WeightsUnpickler error:" in ln) + 1:] or lines
+        first = lines[0] if lines else type(e).__name__
         raise CheckpointError(f"{p} is not a readable checkpoint (corrupt or not a torch file): {first}") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{p} is not a pea-deploy checkpoint (foreign file)")

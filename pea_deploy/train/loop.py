@@ -16,7 +16,7 @@ import torch
 from ..data import Normalize, augment, epoch_generator, iterate, steps_per_epoch
 from ..data.images import DatasetSplits
 from ..errors import CheckpointError, ConfigError, TrainingDiverged
-from ..pea import AlphaSchedule, AlphaScheduler, alphas
+from ..pea import AlphaSchedule, AlphaScheduler, alphas, conversion_summary, describe_conversion
 from . import distributed as dist_
 from .build import build_model, load_data
 from .checkpoint import load_checkpoint, save_checkpoint
@@ -119,6 +119,9 @@ class Trainer:
         self.alpha_schedule = AlphaSchedule.from_epochs(p.initial_epochs, p.transition_end,
                                                         self.steps_per_epoch, p.ramp)
         self.alpha_scheduler = AlphaScheduler(self.model, self.alpha_schedule) if p.mode == "pea" else None
+        self.conversion = conversion_summary(self.model) if p.mode == "pea" else []
+        if self.conversion and not resume:
+            self.log(f"converted: {describe_conversion(self.conversion)}")
         self.epoch, self.global_step, self.history = 0, 0, []
         self.best: dict = {}
         self.wall_time = 0.0
@@ -227,9 +230,12 @@ class Trainer:
                 logits = self.trained(x)
                 loss = self.task.loss(logits, y)
             if not math.isfinite(loss.item()):
+                kept = (f"last good checkpoint kept: {self.paths.last} (epoch {self.epoch})"
+                        if self.paths.last.exists() else "no checkpoint was written (it diverged before "
+                        "the first epoch ended); lower --lr or check the data")
                 raise TrainingDiverged(
                     f"loss became {loss.item()} at step {self.global_step} (epoch {self.epoch + 1}, "
-                    f"alpha {alpha:.4f}, lr {lr:.4g}); last good checkpoint kept: {self.paths.last}")
+                    f"alpha {alpha:.4f}, lr {lr:.4g}); {kept}")
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()  # the scaler is a pass-through unless amp is fp16
             self.scaler.step(self.optimizer)
@@ -259,6 +265,7 @@ class Trainer:
         stop = r.train.epochs if until_epoch is None else min(until_epoch, r.train.epochs)
         while self.epoch < stop:
             t0 = time.perf_counter()
+            final_form = self.in_final_form(self.epoch + 1)
             stats = self._train_epoch()
             self.epoch += 1
             alpha = self.alpha_scheduler.apply() if self.alpha_scheduler else 1.0
@@ -272,9 +279,9 @@ class Trainer:
                    train_key: round(stats[train_key], 3), "val_loss": round(scores["loss"], 5),
                    **{f"val_{k}": round(v, 3) if isinstance(v, float) else v
                       for k, v in scores.items() if k != "loss"},
-                   "epoch_time_s": round(dt, 3)}
+                   "final_form": final_form, "epoch_time_s": round(dt, 3)}
             self.history.append(row)
-            relu_only = r.pea.mode != "act" and alpha == 1.0
+            relu_only = r.pea.mode != "act" and final_form
             state = self.state_dict()  # a collective when distributed: every rank builds it
             if relu_only and row[key] > self.best.get(key, -1.0):
                 self.best = {"epoch": self.epoch, key: row[key]}
@@ -288,6 +295,13 @@ class Trainer:
                      f"train {stats[train_key]:.2f}%  val {self.task.label} {row[key]:.2f}%  ({dt:.1f}s)")
         return self.finish()
 
+    def in_final_form(self, epoch: int) -> bool:
+        """Whether (1-based) `epoch` trains the net in its final form from its first step on: PEA's
+        final phase (alpha == 1; the epoch that ends the transition trained below 1 up to its last
+        step), every epoch of a ReLU baseline or Act-only run. The paper selects models among these."""
+        return self.alpha_scheduler is None or \
+            self.alpha_schedule.alpha_at((epoch - 1) * self.steps_per_epoch) == 1.0
+
     def finish(self) -> dict:
         r = self.recipe
         key = f"val_{self.task.metric}"
@@ -296,12 +310,18 @@ class Trainer:
                          f"{r.name}: {r.model.name} on {r.data.name}, mode={r.pea.mode}",
                          self.task.train_metric, self.task.metric, self.task.label)
         final_alphas = alphas(self.model)
+        selectable = [h for h in self.history if self.in_final_form(h["epoch"])]
+        best_row = max(selectable, key=lambda h: h[key], default=None)
         summary = {
             "recipe_name": r.name, "mode": r.pea.mode, "epochs": self.epoch, "steps": self.global_step,
             "task": self.data.task, "metric": key,
             f"final_{key}": self.history[-1][key] if self.history else None,
-            f"best_{key}": max((h[key] for h in self.history), default=None),
+            f"best_{key}": best_row[key] if best_row else None,
+            "best_epoch": best_row["epoch"] if best_row else None,
+            "best_is_over": "epochs trained entirely in the final form (PEA: alpha == 1, the paper's final "
+                            "phase; baseline and upper limit: every epoch)",
             "best_relu_only": self.best or None,
+            "conversion": self.conversion,
             "final_alphas": final_alphas,
             "all_alphas_one": all(a == 1.0 for a in final_alphas.values()),
             "wall_time_s": round(self.wall_time, 2), "device": str(self.device),

@@ -39,7 +39,8 @@ def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
     if cfg.optimizer == "adamw":
         return torch.optim.AdamW(groups, lr=cfg.lr)
-    # RAdam with decoupled decay, as the paper's ERFNet recipe uses it
+    # RAdam with decoupled weight decay: our choice (the paper gives RAdam and wd 1e-4 for ERFNet, not how
+    # the decay is applied); decoupled decay does not interact with the adaptive step size
     return torch.optim.RAdam(groups, lr=cfg.lr, decoupled_weight_decay=True)
 
 

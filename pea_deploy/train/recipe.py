@@ -7,14 +7,15 @@ dataclasses give `pea-train` its flags, so every flag is a recipe field and noth
 from __future__ import annotations
 
 import difflib
+import math
 import tomllib
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from .. import registry as reg
 from ..errors import ConfigError, unknown_name
+from ..package_data import packaged_files
 
 
 _OPTIONAL_KINDS = {"int | None": int, "float | None": float, "str | None": str}
@@ -27,10 +28,39 @@ def field_kind(f) -> type | None:
     return type(default) if default is not None else _OPTIONAL_KINDS.get(str(f.type))
 
 
-def _f(default, help: str, flag: str | None = None, choices: reg.Registry | None = None):
+@dataclass(frozen=True)
+class Range:
+    """The values a numeric field takes: lo/hi bounds (None: unbounded), each closed or open."""
+
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    hi_open: bool = False
+
+    def __contains__(self, v) -> bool:
+        if v != v or v in (math.inf, -math.inf):  # NaN and infinities are never a setting
+            return False
+        if self.lo is not None and (v <= self.lo if self.lo_open else v < self.lo):
+            return False
+        return not (self.hi is not None and (v >= self.hi if self.hi_open else v > self.hi))
+
+    def __str__(self) -> str:
+        lo = "-inf" if self.lo is None else f"{self.lo:g}"
+        hi = "inf" if self.hi is None else f"{self.hi:g}"
+        return f"{'(' if self.lo_open or self.lo is None else '['}{lo}, {hi}{')' if self.hi_open or self.hi is None else ']'}"
+
+
+POSITIVE = Range(0, None, lo_open=True)
+NON_NEGATIVE = Range(0, None)
+AT_LEAST_ONE = Range(1, None)
+FRACTION = Range(0, 1, hi_open=True)         # [0, 1)
+
+
+def _f(default, help: str, flag: str | None = None, choices: reg.Registry | None = None,
+       range: Range | None = None):
     """A recipe field with the metadata the CLI turns into a flag. `choices` is the registry its
-    value (or, for a list field, each entry) must be registered in."""
-    meta = {"help": help, "flag": flag, "choices": choices}
+    value (or, for a list field, each entry) must be registered in; `range` bounds a number."""
+    meta = {"help": help, "flag": flag, "choices": choices, "range": range}
     if isinstance(default, list):
         return field(default_factory=lambda d=default: list(d), metadata=meta)
     return field(default=default, metadata=meta)
@@ -39,9 +69,9 @@ def _f(default, help: str, flag: str | None = None, choices: reg.Registry | None
 @dataclass
 class ModelConfig:
     name: str = _f("resnet18", "architecture", "model", reg.NETS)
-    width: float = _f(1.0, "channel width multiplier (MobileNet: 0.25 .. 1.0)")
+    width: float = _f(1.0, "channel width multiplier (MobileNet: 0.25 .. 1.0)", range=Range(0, 8, lo_open=True))
     stem: str = _f("imagenet", "input stem: imagenet (7x7/2 + pool) or small (3x3/1)", None, reg.STEMS)
-    dropout: float | None = _f(None, "dropout before the classifier (default: the net's own)")
+    dropout: float | None = _f(None, "dropout before the classifier (default: the net's own)", range=FRACTION)
     relu6: bool = _f(False, "MobileNet: ReLU6 instead of ReLU")
     norm: str = _f("batch", "ResNet normalisation: batch (deploys: folds into conv) or group (batch-size "
                    "independent: a distributed CPU run equals a single-process one)", None, reg.NORMS)
@@ -53,16 +83,22 @@ class DataConfig:
     dir: str | None = _f(None, "data directory (image-folder, seg-folder, cifar*, cityscapes, or a Fashion-MNIST "
                          "copy)", "data-dir")
     image_size: int = _f(32, "image-folder, seg-folder, cityscapes, shapes: resize images to this height "
-                         "(and width, unless image_width)")
-    image_width: int | None = _f(None, "segmentation sets: image width (default: image_size; cityscapes: 2x)")
-    channels: int = _f(3, "image-folder: 1 (grey) or 3 (RGB)")
-    val_fraction: float = _f(0.2, "share held out for validation when the data has no split")
-    split_seed: int = _f(0, "seed of that split (fixed, so every run sees the same val set)")
+                         "(and width, unless image_width)", range=Range(8, 4096))
+    image_width: int | None = _f(None, "segmentation sets: image width (default: image_size; cityscapes: 2x)",
+                                 range=Range(8, 8192))
+    channels: int = _f(3, "image-folder: 1 (grey) or 3 (RGB)", range=Range(1, 3))
+    val_fraction: float = _f(0.2, "share held out for validation when the data has no split",
+                             range=Range(0, 1, lo_open=True, hi_open=True))
+    split_seed: int = _f(0, "seed of that split (fixed, so every run sees the same val set)", range=NON_NEGATIVE)
+    normalize: str = _f("dataset", "input standardisation: dataset (mean/std of a seeded sample of the training "
+                        "set) or imagenet (ImageNet's published RGB mean/std)", None, reg.NORMALIZATIONS)
     augment: list = _f(["crop"], "training augmentations, comma-separated", None, reg.AUGMENTATIONS)
-    crop_padding: int | None = _f(None, "zero padding before the random crop (default: size / 8)")
-    train_subset: int | None = _f(None, "train on a seeded subset of this many training images (quick studies)")
-    batch_size: int = _f(64, "training batch size")
-    workers: int = _f(0, "loader processes for file-backed datasets")
+    crop_padding: int | None = _f(None, "zero padding before the random crop (default: size / 8)",
+                                  range=NON_NEGATIVE)
+    train_subset: int | None = _f(None, "train on a seeded subset of this many training images (quick studies)",
+                                  range=AT_LEAST_ONE)
+    batch_size: int = _f(64, "training batch size", range=AT_LEAST_ONE)
+    workers: int = _f(0, "loader processes for file-backed datasets", range=Range(0, 64))
 
 
 @dataclass
@@ -73,36 +109,37 @@ class PEAConfig:
     target: str = _f("relu", "deploy activation", None, reg.TARGETS)
     granularity: str = _f("element", "stochastic: one draw per element, channel or tensor", None,
                           reg.GRANULARITIES)
-    swish_beta: float = _f(1.0, "beta of swish (1 = SiLU)")
-    initial_epochs: float = _f(5.0, "epochs with alpha = 0 (the transition starts after them)")
-    transition_end: float = _f(90.0, "epoch at which alpha reaches 1 (final phase from here)")
+    swish_beta: float = _f(1.0, "beta of swish (1 = SiLU)", range=POSITIVE)
+    initial_epochs: float = _f(5.0, "epochs with alpha = 0 (the transition starts after them)", range=NON_NEGATIVE)
+    transition_end: float = _f(90.0, "epoch at which alpha reaches 1 (final phase from here)", range=NON_NEGATIVE)
     ramp: str = _f("linear", "transition shape: linear (Eq. 2) or cosine", None, reg.RAMPS)
 
 
 @dataclass
 class OptimConfig:
     optimizer: str = _f("sgd", "optimizer", None, reg.OPTIMIZERS)
-    lr: float = _f(0.1, "peak learning rate")
-    momentum: float = _f(0.9, "SGD momentum")
+    # (0, 100]: LARS-style large-batch runs reach lr ~30; beyond 100 no recipe trains, it only diverges
+    lr: float = _f(0.1, "peak learning rate", range=Range(0, 100, lo_open=True))
+    momentum: float = _f(0.9, "SGD momentum", range=FRACTION)
     nesterov: bool = _f(False, "SGD Nesterov momentum")
-    weight_decay: float = _f(1e-4, "weight decay")
+    weight_decay: float = _f(1e-4, "weight decay", range=FRACTION)
     no_decay: list = _f([], "exempt from weight decay, comma-separated", None, reg.NO_DECAY)
-    label_smoothing: float = _f(0.0, "label smoothing")
+    label_smoothing: float = _f(0.0, "label smoothing", range=FRACTION)
     lr_schedule: str = _f("step", "step (piecewise, x lr_gamma at lr_steps), cosine or constant", None,
                           reg.LR_SCHEDULES)
-    warmup_epochs: float = _f(0.0, "linear warm-up epochs")
+    warmup_epochs: float = _f(0.0, "linear warm-up epochs", range=NON_NEGATIVE)
     lr_steps: list = _f([], "epochs at which a step schedule multiplies lr by lr_gamma")
-    lr_gamma: float = _f(0.1, "step schedule factor")
-    min_lr: float = _f(0.0, "cosine schedule floor")
+    lr_gamma: float = _f(0.1, "step schedule factor", range=Range(0, 1, lo_open=True))
+    min_lr: float = _f(0.0, "cosine schedule floor", range=NON_NEGATIVE)
 
 
 @dataclass
 class TrainConfig:
-    epochs: int = _f(120, "total epochs")
-    seed: int = _f(0, "seed of init, data order, augmentation and stochastic masks")
+    epochs: int = _f(120, "total epochs", range=AT_LEAST_ONE)
+    seed: int = _f(0, "seed of init, data order, augmentation and stochastic masks", range=NON_NEGATIVE)
     device: str = _f("auto", "cpu, cuda, cuda:N or auto")
     out: str | None = _f(None, "run directory (default: runs/RECIPE_NAME)")
-    eval_batch_size: int = _f(256, "batch size for validation")
+    eval_batch_size: int = _f(256, "batch size for validation", range=AT_LEAST_ONE)
     amp: str = _f("off", "mixed precision: off, bf16 (CUDA or CPU) or fp16 (CUDA, with a grad scaler)", None,
                   reg.AMP)
     channels_last: bool = _f(False, "NHWC memory format for the net and its inputs (faster convs on GPUs)")
@@ -128,8 +165,6 @@ class Recipe:
             for f in fields(cls):
                 _check_value(f"{section}.{f.name}", getattr(cfg, f.name), f)
         p, t, o = self.pea, self.train, self.optim
-        if t.epochs <= 0:
-            raise ConfigError(f"train.epochs must be positive, got {t.epochs}")
         if p.mode == "pea" and not 0 <= p.initial_epochs <= p.transition_end <= t.epochs:
             raise ConfigError(
                 f"PEA phases need 0 <= initial_epochs <= transition_end <= epochs, got "
@@ -138,8 +173,10 @@ class Recipe:
         for s in o.lr_steps:
             if not isinstance(s, (int, float)) or not 0 < s < t.epochs:
                 raise ConfigError(f"optim.lr_steps must be epochs in (0, {t.epochs}), got {o.lr_steps}")
-        if self.data.batch_size <= 0 or o.lr <= 0:
-            raise ConfigError("data.batch_size and optim.lr must be positive")
+        if o.min_lr > o.lr:
+            raise ConfigError(f"optim.min_lr ({o.min_lr:g}) must not exceed optim.lr ({o.lr:g})")
+        if o.warmup_epochs > t.epochs:
+            raise ConfigError(f"optim.warmup_epochs ({o.warmup_epochs:g}) must not exceed train.epochs ({t.epochs})")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -194,22 +231,22 @@ def _check_value(where: str, value: Any, f) -> None:
             return
         raise ConfigError(f"{where} must not be empty")
     expected = field_kind(f)
-    if expected is float and isinstance(value, int) and not isinstance(value, bool):
-        return
-    if expected is not None and not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+    int_as_float = expected is float and isinstance(value, int) and not isinstance(value, bool)  # TOML's 1 for 1.0
+    if not int_as_float and (expected is not None and not isinstance(value, expected)
+                             or (expected is int and isinstance(value, bool))):
         raise ConfigError(f"{where} must be {expected.__name__}, got {value!r}")
     if choices is not None:
         for item in (value if isinstance(value, list) else [value]):
             choices.check(item, f"{where} entry" if isinstance(value, list) else where)
+    bounds = f.metadata.get("range")
+    if bounds is not None and value not in bounds:
+        raise ConfigError(f"{where} must be in {bounds}, got {value!r}")
 
 
 def builtin_recipes() -> dict[str, Path]:
     """Recipes shipped in the package (the repository's models/ folder), by name."""
-    try:  # installed wheel: models/ ships as pea_deploy/models
-        root = Path(str(resources.files("pea_deploy.models")))
-    except ModuleNotFoundError:  # source checkout
-        root = Path(__file__).resolve().parents[2] / "models"
-    return {p.stem: p for p in sorted(root.glob("*.toml"))}
+    # installed: models/ ships as pea_deploy.models (a namespace package); uninstalled checkout: models/
+    return packaged_files("pea_deploy.models", ".toml", Path(__file__).resolve().parents[2] / "models")
 
 
 DEFAULT_RECIPE = "digits-resnet18-pea-gelu"

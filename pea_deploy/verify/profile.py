@@ -26,10 +26,10 @@ from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 
 from ..errors import ConfigError, unknown_name
+from ..package_data import packaged_files
 from .ops import activation_kinds, op_kind
 
 _TOP = {"name", "description", "based_on", "activations", "int8", "static_shapes", "max_rank", "onnx", "tflite",
@@ -148,8 +148,7 @@ def load_profile_file(path: str | Path) -> Profile:
 
 
 def builtin_profiles() -> dict[str, Path]:
-    root = Path(str(resources.files("pea_deploy.verify.profiles")))
-    return {p.stem: p for p in sorted(root.glob("*.toml"))}
+    return packaged_files("pea_deploy.verify.profiles", ".toml")
 
 
 def load_profile(target: str) -> Profile:
