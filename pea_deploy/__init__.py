@@ -7,8 +7,10 @@ that importing the package (and every command's --help) does not pay for importi
 __version__ = "0.1.0"
 
 _PEA_API = ("AlphaSchedule", "AlphaScheduler", "StochasticEnsemble", "WeightedEnsemble", "alpha_at",
-            "alphas", "convert", "ensembles", "require_alpha_one", "set_alpha", "strip")
-__all__ = ["__version__", *_PEA_API]
+            "alphas", "convert", "conversion_summary", "describe_conversion", "ensembles", "require_alpha_one",
+            "set_alpha", "strip")
+_TRAIN_API = {"recalibrate_bn": "pea_deploy.train.bn", "distillation_loss": "pea_deploy.train.distill"}
+__all__ = ["__version__", *_PEA_API, *_TRAIN_API]
 
 
 def __getattr__(name):
@@ -16,4 +18,8 @@ def __getattr__(name):
         from . import pea
 
         return getattr(pea, name)
+    if name in _TRAIN_API:
+        import importlib
+
+        return getattr(importlib.import_module(_TRAIN_API[name]), name)
     raise AttributeError(f"module 'pea_deploy' has no attribute {name!r}")

@@ -37,6 +37,14 @@ class Entry:
         return resolve(self.builder)
 
 
+def is_reference(name) -> bool:
+    """"package.module:attr" (dotted module, one colon, an identifier after it)."""
+    if not isinstance(name, str) or name.count(":") != 1:
+        return False
+    module, attr = name.split(":")
+    return bool(module) and all(p.isidentifier() for p in module.split(".") + attr.split("."))
+
+
 def resolve(ref: str | Callable | None) -> Any:
     """A "package.module:attr" reference imported, or a callable (or None) as it is."""
     if not isinstance(ref, str):
@@ -54,8 +62,9 @@ def resolve(ref: str | Callable | None) -> Any:
 class Registry:
     """Names of one kind; lookups of an unknown name raise a ConfigError listing the valid ones."""
 
-    def __init__(self, kind: str):
+    def __init__(self, kind: str, references: bool = False):
         self.kind = kind
+        self.references = references  # also accept "package.module:attr", loaded as it is
         self._entries: dict[str, Entry] = {}
 
     def register(self, name: str, builder: str | Callable | None = None, *, options=(), help: str = "",
@@ -76,6 +85,8 @@ class Registry:
         try:
             return self._entries[name]
         except (KeyError, TypeError):
+            if self.references and is_reference(name):
+                return Entry(name, name, info={"reference": True})
             raise unknown_name(where or self.kind, name, self._entries) from None
 
     def check(self, name: str, where: str | None = None) -> str:
@@ -101,7 +112,7 @@ class Registry:
 
 # -- the registries --------------------------------------------------------------------------------
 
-NETS = Registry("model")
+NETS = Registry("model", references=True)   # or "package.module:FUNCTION": your own network
 DATASETS = Registry("dataset")
 ACTIVATIONS = Registry("activation")        # the smooth activation (Act) of an ensemble
 TARGETS = Registry("target")                # the deploy activation (T): relu, relu6
@@ -117,6 +128,9 @@ LR_SCHEDULES = Registry("lr schedule")
 NO_DECAY = Registry("no_decay entry")
 AMP = Registry("amp")
 NORMALIZATIONS = Registry("normalization")
+OWN_ACTIVATIONS = Registry("activation module")  # what convert(act="keep") wraps, by class
+GATES = Registry("gate module")                  # left in place: they multiply a tensor
+KEEP = "keep"                                    # pea.act: each model's own activation is the Act
 
 # What recipe fields and CLI choices refer to.
 BY_KIND = {r.kind: r for r in (NETS, DATASETS, ACTIVATIONS, TARGETS, VARIANTS, GRANULARITIES, RAMPS,
@@ -198,6 +212,25 @@ _activation("silu", f"{_ACT}:silu", onnx_ops=("Sigmoid", "Swish"), tflite_ops=("
 _activation("mish", f"{_ACT}:mish", onnx_ops=("Mish", "Softplus", "Tanh"), tflite_ops=("TANH",), modules=("Mish",),
             label="Mish")
 _activation("elu", f"{_ACT}:elu", onnx_ops=("Elu",), tflite_ops=("ELU",), modules=("ELU",), label="ELU")
+ACTIVATIONS.register(KEEP, keep=True, onnx_ops=(), tflite_ops=(), modules=(), label="the model's own",
+                     help="each smooth activation module of the model is its own ensemble's Act")
+
+
+def register_own_activation(cls: str | Callable, *, replace: bool = False) -> Entry:
+    """An activation module class (an nn.Module subclass, or "module:Class") that convert(act="keep")
+    wraps into an ensemble, the instance itself as the smooth branch."""
+    name = cls if isinstance(cls, str) else f"{cls.__module__}:{cls.__qualname__}"
+    return OWN_ACTIVATIONS.register(name.rpartition(":")[2], cls, replace=replace)
+
+
+# torch's activation modules that have a ReLU/ReLU6 to walk to (ReLU6 <-> ReLU when the target differs).
+for _cls in ("SiLU", "GELU", "Mish", "Hardswish", "ELU", "CELU", "SELU", "Softplus", "LeakyReLU", "PReLU",
+             "ReLU6", "ReLU"):
+    OWN_ACTIVATIONS.register(_cls, f"torch.nn:{_cls}")
+OWN_ACTIVATIONS.register("SiLUAsWritten", "pea_deploy.pea.functional:SiLUAsWritten")  # x * sigmoid(x) in forward()
+GATES.register("Sigmoid", "torch.nn:Sigmoid", exports_as="Sigmoid (ONNX) / LOGISTIC (TFLite)", relu6_form=None)
+GATES.register("Hardsigmoid", "torch.nn:Hardsigmoid", exports_as="HardSigmoid (ONNX)",
+               relu6_form="pea_deploy.pea.own:HardsigmoidAsReLU6")
 
 TARGETS.register("relu", f"{_ACT}:relu", onnx_ops=("Relu",), tflite_ops=("RELU",), help="max(x, 0)")
 TARGETS.register("relu6", f"{_ACT}:relu6", onnx_ops=("Clip",), tflite_ops=("RELU6",), help="min(max(x, 0), 6)")

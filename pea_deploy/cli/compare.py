@@ -24,10 +24,13 @@ PROG = "pea-compare"
 @click.option("--variants", callback=list_of(str), help="PEA variants, comma-separated  [default: every registered one]")
 @click.option("--transition-ends", callback=list_of(float),
               help="epochs at which alpha reaches 1, comma-separated  [default: the recipe's]")
+@click.option("--extras", callback=list_of(str),
+              help="per method: plain, bn (BatchNorm re-estimation), bn+kd (and distillation from --init-from)  "
+              "[default: all three with --acts keep, else plain]")
 @click.option("-q", "--quiet", is_flag=True, help="print only the table")
 @recipe_options
 @handle_errors(PROG)
-def main(recipe, seeds, acts, variants, transition_ends, quiet, **overrides):
+def main(recipe, seeds, acts, variants, transition_ends, extras, quiet, **overrides):
     """Train the ReLU baseline, PEA (each variant x Act x transition end) and the Act-only upper
     limit over SEEDS seeds; print the table (mean ± std top-1), the best PEA setting and the share of
     the baseline -> upper-limit gap it closes; write table.csv, runs.csv, table.md and chart.png to
@@ -37,7 +40,7 @@ def main(recipe, seeds, acts, variants, transition_ends, quiet, **overrides):
     from ..train import load_recipe
 
     values = recipe_overrides(overrides)
-    for key in ("pea.mode", "pea.act", "pea.variant", "pea.transition_end", "train.seed"):
+    for key in ("pea.mode", "pea.act", "pea.variant", "pea.transition_end", "train.seed", "distill.enabled"):
         if values.get(key) is not None:
             raise ConfigError(f"--{key.split('.')[1].replace('_', '-')} is set per run by pea-compare; use "
                               f"--acts, --variants, --transition-ends or --seeds")
@@ -46,7 +49,7 @@ def main(recipe, seeds, acts, variants, transition_ends, quiet, **overrides):
         base["pea.transition_end"] = min(transition_ends)
     r = load_recipe(recipe).with_overrides(base)
     out = values.get("train.out") or f"runs/compare-{r.name}"
-    settings = plan_settings(r, acts, variants, transition_ends)
+    settings = plan_settings(r, acts, variants, transition_ends, extras)
     log = (lambda msg: None) if quiet else (lambda msg: click.echo(f"{PROG}: {msg}", err=True))
     log(f"{len(settings)} settings x {seeds} seeds = {len(settings) * seeds} runs of {r.name} "
         f"({r.train.epochs} epochs each) in {out}")

@@ -37,11 +37,13 @@ def _formats(ctx, param, value):
 @click.option("--parity-samples", type=int, help="validation images for parity  [default: the whole split]")
 @click.option("--checkpoint", "which", default="best", show_default=True,
               help="for a run directory: best (best ReLU-only epoch) or last")
+@click.option("--model-file", help="PATH.py:FUNCTION of your own network, when the file the run recorded has "
+              "moved (its sha256 must match)")
 @click.option("--latency-runs", type=int, default=50, show_default=True, help="timed batch-1 inferences per artefact")
 @click.option("-q", "--quiet", is_flag=True, help="print only the verdict line")
 @handle_errors(PROG)
 def main(source, target, profile_file, out, formats, calib_data, calib_samples, calib_method, activation_dtype,
-         opset, max_drop, parity_samples, which, latency_runs, quiet):
+         opset, max_drop, parity_samples, which, model_file, latency_runs, quiet):
     """Verify alpha = 1, strip the PEA ensembles to ReLU/ReLU6, export ONNX (fp32 and int8) and
     full-integer TFLite, prove parity on real validation images and check every artefact against
     the target profile. Writes the artefacts, report.json and report.md to --out."""
@@ -53,7 +55,7 @@ def main(source, target, profile_file, out, formats, calib_data, calib_samples, 
         out = (src if src.is_dir() else src.parent) / "export" / profile.name
     options = ExportOptions(formats=formats, calib_dir=calib_data, calib_samples=calib_samples,
                             calib_method=calib_method, activation_dtype=activation_dtype, opset=opset,
-                            max_drop=max_drop, parity_samples=parity_samples, checkpoint=which,
+                            max_drop=max_drop, parity_samples=parity_samples, checkpoint=which, model_file=model_file,
                             latency_runs=latency_runs)
     command = command_line(PROG)
     log = None if quiet else (lambda msg: click.echo(f"{PROG}: {msg}", err=True))

@@ -26,6 +26,27 @@ class RegistryChoice(click.Choice):
     def choices(self, value):  # click.Choice.__init__ assigns it; the registry is the source
         pass
 
+    def convert(self, value, param, ctx):
+        from ..registry import is_reference
+
+        if self.registry.references and is_reference(value):  # e.g. --model my_pkg.nets:build
+            return value
+        return super().convert(value, param, ctx)
+
+
+def json_object(ctx, param, value):
+    if value is None:
+        return None
+    import json
+
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError as e:
+        raise click.BadParameter(f"expected a JSON object such as '{{\"width\": 0.5}}': {e.msg}") from None
+    if not isinstance(parsed, dict):
+        raise click.BadParameter(f"expected a JSON object, got {type(parsed).__name__}")
+    return parsed
+
 
 def list_of(kind):
     def parse(ctx, param, value):
@@ -48,7 +69,9 @@ def recipe_options(fn):
             default = f.default if f.default is not MISSING else f.default_factory()
             help_ = f.metadata["help"]
             choices = f.metadata.get("choices")
-            if isinstance(default, bool):
+            if isinstance(default, dict):
+                opt = click.option(f"--{flag}", dest, default=None, callback=json_object, help=help_)
+            elif isinstance(default, bool):
                 opt = click.option(f"--{flag}/--no-{flag}", dest, default=None, help=help_)
             elif isinstance(default, list):
                 kind = float if f.name == "lr_steps" else str

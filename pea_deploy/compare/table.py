@@ -43,6 +43,7 @@ class Table:
     best_pea: Row | None
     upper_for_best: Row | None
     metric: str = "top-1"
+    best_other: Row | None = None   # the best ReLU row that is not PEA (baseline / hard swap, + extras)
 
     @property
     def gap_closed(self) -> float | None:
@@ -65,7 +66,24 @@ def build_table(results: list[RunResult]) -> Table:
     pea = [r for r in ordered if r.mode == "pea"]
     best = max(pea, key=lambda r: r.mean) if pea else None
     upper = next((r for r in ordered if r.mode == "act" and best and r.act == best.act), None)
-    return Table(ordered, baseline, best, upper, METRIC_LABELS[results[0].metric.removeprefix("val_")])
+    other = max((r for r in ordered if r.mode == "relu"), key=lambda r: r.mean)
+    return Table(ordered, baseline, best, upper, METRIC_LABELS[results[0].metric.removeprefix("val_")], other)
+
+
+def verdict(t: Table) -> str:
+    """Which method to take, in one sentence: PEA only when it beats the best other ReLU method by
+    more than the seed spread (the larger of the two standard deviations); else the simpler one."""
+    b, p = t.best_other, t.best_pea
+    if p is None or b is None:
+        return ""
+    margin = p.mean - b.mean
+    spread = max(p.std, b.std)
+    if margin > spread and len(p.runs) > 1:
+        return (f"**Take {p.label}**: it beats the best non-PEA method ({b.label}, {b.mean:.2f} %) by "
+                f"{margin:+.2f} points, more than the seed spread ({spread:.2f}).")
+    how = "beats it by less than the seed spread" if margin > 0 else "does not beat it"
+    return (f"**Take {b.label}** ({b.mean:.2f} %): PEA's best ({p.label}, {p.mean:.2f} %, {margin:+.2f} points) "
+            f"{how} ({spread:.2f}).")
 
 
 def to_markdown(t: Table) -> str:
@@ -88,6 +106,8 @@ def to_markdown(t: Table) -> str:
         noisy = abs(t.best_pea.mean - t.baseline.mean) <= max(t.best_pea.std, t.baseline.std)
         if noisy and len(t.best_pea.runs) > 1:
             lines.append("The difference is within one standard deviation over seeds: treat it as noise.")
+        if t.best_other is not t.baseline or "hard swap" in t.baseline.label:
+            lines += ["", verdict(t)]
     return "\n".join(lines) + "\n"
 
 

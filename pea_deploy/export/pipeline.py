@@ -51,6 +51,7 @@ class ExportOptions:
     max_drop: float = 1.0                 # points of top-1 (mIoU for segmentation) an artefact may lose
     parity_samples: int | None = None     # None: the whole validation split
     checkpoint: str = "best"              # for a run directory: best or last
+    model_file: str | None = None         # your network's PATH.py:FUNCTION, when the run's file moved
     latency_runs: int = 50
     seed: int = 0
 
@@ -135,7 +136,7 @@ def export_checkpoint(source: str | Path, target: str | Profile, out: str | Path
 
     profile = target if isinstance(target, Profile) else load_profile(target)
     settings = ExportSettings.from_profile(profile)
-    trained = load_trained(source, options.checkpoint)
+    trained = load_trained(source, options.checkpoint, options.model_file)
     alphas = require_deployable(trained)
     if "tflite" in options.formats:
         require("litert_torch", "the int8 TFLite export (--formats tflite)", "tflite")

@@ -16,7 +16,7 @@ from torch import nn
 from ..errors import CheckpointError, ConfigError, ConversionError
 from ..pea import AlphaSchedule, require_alpha_one
 from ..train.checkpoint import load_checkpoint, resolve_checkpoint
-from ..train.build import build_model
+from ..train.build import build_model, model_source
 from ..train.recipe import Recipe
 
 
@@ -46,8 +46,10 @@ class TrainedModel:
         return int(self.dataset["num_classes"])
 
 
-def load_trained(source: str | Path, which: str = "best") -> TrainedModel:
-    """Rebuild the trained net from a checkpoint file or a run directory.
+def load_trained(source: str | Path, which: str = "best", model_file: str | None = None) -> TrainedModel:
+    """Rebuild the trained net from a checkpoint file or a run directory. A run on your own network
+    rebuilds it from the file it recorded (`model_file`, PATH.py:FUNCTION, points elsewhere); a
+    missing file or one whose sha256 changed since training is refused (ConfigError).
 
     For a run directory `which` picks checkpoints/best.pt (the best epoch that was already
     ReLU-only, the paper's selection) and falls back to last.pt when there is no best yet, so that
@@ -66,8 +68,9 @@ def load_trained(source: str | Path, which: str = "best") -> TrainedModel:
     for key in ("num_classes", "channels", "image_size", "mean", "std"):
         if key not in dataset:
             raise CheckpointError(f"{path} lacks the dataset description ({key}) needed to export")
+    own = model_source(recipe, state.get("model_source"), model_file)
     model = build_model(recipe, int(dataset["num_classes"]), int(dataset["channels"]),
-                        dataset.get("task", "classification"))
+                        dataset.get("task", "classification"), source=own)
     try:
         model.load_state_dict(state["model"])
     except (RuntimeError, KeyError, ValueError) as e:

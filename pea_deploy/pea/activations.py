@@ -128,6 +128,9 @@ def smooth_activation(name: str, swish_beta: float = 1.0) -> Activation:
     """The registered smooth activation `name` as value, derivative and module: built by its factory
     (the built-ins) or from the function, derivative and module a plug-in registered."""
     entry = ACTIVATIONS.get(name.lower() if isinstance(name, str) else name)
+    if entry.info.get("keep"):
+        raise ConfigError(f"act {entry.name!r} is not one function: it keeps each activation module of the "
+                          f"model as its own ensemble's Act (convert(model, act={entry.name!r}))")
     if entry.builder is not None:
         options = {"swish_beta": swish_beta} if "swish_beta" in entry.options else {}
         return entry.load()(**options)

@@ -14,12 +14,12 @@ from typing import Callable
 from torch import nn
 
 from ..errors import AlphaNotOneError, ConversionError
-from ..registry import GRANULARITIES, VARIANTS, smooth_activation_labels
+from ..registry import ACTIVATIONS, GRANULARITIES, TARGETS, VARIANTS, smooth_activation_labels
 from .ensemble import PEAEnsemble
 
 # Activation classes a model may hold besides the registered smooth ones (those come from the registry).
 _OTHER_ACTIVATIONS = ("relu", "relu6", "sigmoid", "tanh", "hardswish", "hardsigmoid", "softplus", "leakyrelu",
-                      "prelu", "selu", "celu")
+                      "prelu", "selu", "celu", "softsign", "hardtanh", "tanhshrink", "logsigmoid", "rrelu")
 
 
 def _replace_modules(model: nn.Module, make: Callable[[nn.Module], nn.Module | None]) -> int:
@@ -79,13 +79,22 @@ def _nothing_to_convert(model: nn.Module, kinds: tuple[type, ...]) -> Conversion
 def convert(model: nn.Module, act: str = "gelu", variant: str = "weighted", target: str = "relu",
             *, swish_beta: float = 1.0, granularity: str = "element", alpha: float = 0.0) -> nn.Module:
     """Replace every nn.ReLU (and nn.ReLU6 when `target` is relu6) of `model`, in place, by a PEA
-    ensemble of `act` and `target`; return the model.
+    ensemble of `act` and `target`; return the model (use the returned one: see act="keep").
 
+    act="keep": the model's own activation modules (nn.SiLU, nn.GELU, nn.Hardswish, nn.PReLU, ...)
+    become ensembles whose smooth branch is that very module, so at alpha = 0 the model is unchanged
+    (pea_deploy.pea.own; a model calling activations in forward() is rewritten by torch.fx first and
+    the returned module is a GraphModule).
     variant: "weighted" (Eq. 1) or "stochastic" (Eq. 3); granularity applies to stochastic only.
     Raises ConversionError when nothing is found to convert, naming what the model holds instead.
     """
     variant_entry = VARIANTS.get(variant)
     GRANULARITIES.check(granularity)
+    TARGETS.check(target)
+    if ACTIVATIONS.get(act).info.get("keep"):
+        from .own import convert_own
+
+        return convert_own(model, target, variant, granularity=granularity, alpha=alpha)
     kinds: tuple[type, ...] = (nn.ReLU, nn.ReLU6) if target.lower() == "relu6" else (nn.ReLU,)
     cls = variant_entry.load()
 
@@ -114,27 +123,55 @@ def replace_relus_with_act(model: nn.Module, act: str = "gelu", *, swish_beta: f
     return model
 
 
-def conversion_summary(model: nn.Module) -> list[dict]:
+def conversion_summary(model: nn.Module, target: str | None = None) -> list[dict]:
     """What `convert` made of the model: per (replaced module, variant, Act, target) the number of
     distinct ensembles, with a note where the deployed activation differs from the model's own
-    (target relu6 turns nn.ReLU modules into ReLU6 too)."""
+    (target relu6 turns nn.ReLU modules into ReLU6 too); activations rewritten from forward() calls;
+    and, with `target`, what was left in place and why (gates, activations without a ReLU form)."""
     groups: dict[tuple, int] = {}
     for ens in ensembles(model).values():
-        key = (getattr(ens, "source", "?"), ens.variant, ens.act.name, ens.target.name)
+        key = (getattr(ens, "source", "?"), ens.variant, ens.act.name, ens.target.name, ens.own is not None)
         groups[key] = groups.get(key, 0) + 1
     rows = []
-    for (source, variant, act, target), n in groups.items():
-        note = ""
-        if source.lower() != target:
-            note = f"deploys as {target.upper()}, not as the model's own {source}"
-        rows.append({"replaced": source, "count": n, "variant": variant, "act": act, "target": target,
+    for (source, variant, act, target_name, own), n in groups.items():
+        if source.lower() in ("relu", "relu6") and source.lower() != target_name:
+            note = f"deploys as {target_name.upper()}, not as the model's own {source}"
+        elif own:
+            note = f"its own {source} instance is the smooth branch (parameters kept)"
+        else:
+            note = ""
+        rows.append({"replaced": source, "count": n, "variant": variant, "act": act, "target": target_name,
                      "note": note})
+    exact = sum(1 for m in model.modules() if type(m).__name__ == "HardsigmoidAsReLU6")
+    if exact:
+        rows.append({"replaced": "Hardsigmoid", "count": exact, "became": "ReLU6(x + 3) / 6",
+                     "note": "gate in its exact ReLU6 form (equal output)"})
+    calls: dict[tuple, int] = {}
+    for r in getattr(model, "pea_functional_rewrites", []):
+        calls[(r["call"], r["module"])] = calls.get((r["call"], r["module"]), 0) + 1
+    rows += [{"replaced": call, "count": n, "became": f"module {module} (torch.fx)",
+              "note": "called in forward(): rewritten into a module, then converted like one"}
+             for (call, module), n in calls.items()]
+    if target is not None:
+        from .own import left_in_place
+
+        rows += left_in_place(model, target)
     return rows
 
 
 def describe_conversion(rows: list[dict]) -> str:
-    return "; ".join(f"{r['count']} x nn.{r['replaced']} -> {r['variant']} ensemble ({r['act']} -> {r['target']})"
-                     + (f" [{r['note']}]" if r["note"] else "") for r in rows)
+    parts = []
+    for r in rows:
+        if r.get("left"):
+            what = f"{r['count']} x nn.{r['replaced']} left"
+        elif "became" in r:
+            what = f"{r['count']} x {r['replaced']} -> {r['became']}"
+        elif r["variant"] == "hard swap":
+            what = f"{r['count']} x nn.{r['replaced']} -> {r['target'].upper()} (hard swap)"
+        else:
+            what = f"{r['count']} x nn.{r['replaced']} -> {r['variant']} ensemble ({r['act']} -> {r['target']})"
+        parts.append(what + (f" [{r['note']}]" if r["note"] else ""))
+    return "; ".join(parts)
 
 
 def ensembles(model: nn.Module) -> dict[str, PEAEnsemble]:

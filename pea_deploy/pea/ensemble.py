@@ -92,14 +92,43 @@ def ensemble(x: Tensor, weight, act: Activation, target: Activation) -> Tensor:
     return _EnsembleFn.apply(x, weight, act, target)
 
 
+def _own_weighted(x: Tensor, own: nn.Module, target: Activation, w: float) -> Tensor:
+    """The weighted ensemble with a model's own activation module as Act: plain autograd, so the
+    module's parameters (PReLU's slope, a learnt beta) keep training. Exact at w = 0 and 1."""
+    if w == 0.0:
+        return own(x)
+    if w == 1.0:
+        return target.fn(x)
+    return torch.lerp(own(x), target.fn(x), w)
+
+
+def _own_stochastic(x: Tensor, own: nn.Module, target: Activation, mask: Tensor, w: float) -> Tensor:
+    if w == 0.0:  # no element draws the target: exactly the model's own activation
+        return own(x)
+    if w == 1.0:
+        return target.fn(x)
+    return torch.where(mask, target.fn(x), own(x))
+
+
 class PEAEnsemble(nn.Module):
-    """Base of the ensembles: holds Act, T and alpha (a float32 buffer, saved in state_dict)."""
+    """Base of the ensembles: holds Act, T and alpha (a float32 buffer, saved in state_dict).
+
+    `act` is a registered activation's name, or a model's own activation module (convert's
+    act="keep"): that very instance becomes the smooth branch, a submodule `own` whose parameters
+    and settings are kept and keep training."""
 
     variant = "base"
 
-    def __init__(self, act: str = "gelu", target: str = "relu", swish_beta: float = 1.0):
+    def __init__(self, act: str | nn.Module = "gelu", target: str = "relu", swish_beta: float = 1.0):
         super().__init__()
-        self.act = smooth_activation(act, swish_beta)
+        if isinstance(act, nn.Module):
+            if getattr(act, "inplace", False):  # both branches read x: Act must not overwrite it
+                act.inplace = False
+            self.own = act
+            self.act = Activation(type(act).__name__, act, None, lambda: act)
+        else:
+            self.own = None
+            self.act = smooth_activation(act, swish_beta)
         self.target = target_activation(target)
         self.swish_beta = float(swish_beta)
         self.register_buffer("alpha", torch.zeros((), dtype=torch.float32))
@@ -133,6 +162,8 @@ class WeightedEnsemble(PEAEnsemble):
     variant = "weighted"
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.own is not None:
+            return _own_weighted(x, self.own, self.target, self._alpha_value)
         return ensemble(x, self._alpha_value, self.act, self.target)
 
 
@@ -147,7 +178,7 @@ class StochasticEnsemble(PEAEnsemble):
 
     variant = "stochastic"
 
-    def __init__(self, act: str = "gelu", target: str = "relu", swish_beta: float = 1.0,
+    def __init__(self, act: str | nn.Module = "gelu", target: str = "relu", swish_beta: float = 1.0,
                  granularity: str = "element"):
         super().__init__(act, target, swish_beta)
         self.granularity = GRANULARITIES.check(granularity)
@@ -162,8 +193,12 @@ class StochasticEnsemble(PEAEnsemble):
 
     def forward(self, x: Tensor) -> Tensor:
         if not self.training:
+            if self.own is not None:
+                return _own_weighted(x, self.own, self.target, self._alpha_value)
             return ensemble(x, self._alpha_value, self.act, self.target)
         mask = torch.rand(self._mask_shape(x), device=x.device) < self._alpha_value
+        if self.own is not None:
+            return _own_stochastic(x, self.own, self.target, mask, self._alpha_value)
         return ensemble(x, mask, self.act, self.target)
 
     def extra_repr(self) -> str:

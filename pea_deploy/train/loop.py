@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import sys
 import time
@@ -18,7 +19,9 @@ from ..data.images import DatasetSplits
 from ..errors import CheckpointError, ConfigError, TrainingDiverged
 from ..pea import AlphaSchedule, AlphaScheduler, alphas, conversion_summary, describe_conversion
 from . import distributed as dist_
-from .build import build_model, load_data
+from .bn import recalibrate_bn
+from .build import build_run_model, load_data
+from .distill import distillation_loss
 from .checkpoint import load_checkpoint, save_checkpoint
 from .history import plot_history, write_json, write_metrics_csv
 from .optim import LRSchedule, build_optimizer
@@ -98,7 +101,10 @@ class Trainer:
         self.data = data if data is not None else load_data(recipe)  # given: runs sharing one dataset
         self.normalize = Normalize(self.data.mean, self.data.std)
         self.task = task_for(self.data, recipe.optim.label_smoothing)
-        self.model = build_model(recipe, self.data.num_classes, self.data.channels, self.data.task).to(self.device)
+        recorded = load_checkpoint(self.paths.last).get("model_source") if resume and self.paths.last.exists() else None
+        built = build_run_model(recipe, self.data, fresh=not resume, recorded_source=recorded)
+        self.model, self.source, self.init_from = built.model.to(self.device), built.source, built.init_from
+        self.teacher = built.teacher.to(self.device) if built.teacher is not None else None
         t = recipe.train
         if t.amp == "fp16" and self.device.type != "cuda":
             raise ConfigError("train.amp fp16 needs CUDA; use bf16 on CPU")
@@ -119,10 +125,13 @@ class Trainer:
         self.alpha_schedule = AlphaSchedule.from_epochs(p.initial_epochs, p.transition_end,
                                                         self.steps_per_epoch, p.ramp)
         self.alpha_scheduler = AlphaScheduler(self.model, self.alpha_schedule) if p.mode == "pea" else None
-        self.conversion = conversion_summary(self.model) if p.mode == "pea" else []
+        self.conversion = (conversion_summary(self.model, p.target) if p.mode == "pea"
+                           else getattr(self.model, "pea_conversion", []))
         if self.conversion and not resume:
             self.log(f"converted: {describe_conversion(self.conversion)}")
         self.epoch, self.global_step, self.history = 0, 0, []
+        self._recalibrated_at: int | None = None
+        self.start_scores: dict | None = None
         self.best: dict = {}
         self.wall_time = 0.0
         if resume:
@@ -156,6 +165,8 @@ class Trainer:
             "alpha_scheduler": self.alpha_scheduler.state_dict() if self.alpha_scheduler else None,
             "alpha_schedule": self.alpha_schedule.to_dict(), "steps_per_epoch": self.steps_per_epoch,
             "rng": rng, "history": self.history, "best": self.best, "wall_time_s": self.wall_time,
+            "model_source": self.source.to_dict() if self.source else None, "init_from": self.init_from,
+            "start_scores": self.start_scores,
         }
 
     def _resume(self) -> None:
@@ -179,6 +190,7 @@ class Trainer:
         self.epoch, self.global_step = int(state["epoch"]), int(state["global_step"])
         self.history, self.best = list(state.get("history", [])), dict(state.get("best", {}))
         self.wall_time = float(state.get("wall_time_s", 0.0))
+        self.init_from, self.start_scores = state.get("init_from"), state.get("start_scores")
         if self.alpha_scheduler and state.get("alpha_scheduler"):
             self.alpha_scheduler.load_state_dict(state["alpha_scheduler"])
         per_rank = state["rng"].get("torch_per_rank")
@@ -195,6 +207,41 @@ class Trainer:
         self.log(f"resumed {self.paths.root} at epoch {self.epoch} (step {self.global_step})")
 
     # -- training ------------------------------------------------------------------------------
+    @property
+    def relu_form_from(self) -> int | None:
+        """The first step at which the network is in its ReLU form: step 0 of a hard swap, the end
+        of the transition for PEA; None when there is no swap (a from-scratch baseline, Act only)."""
+        p = self.recipe.pea
+        if p.mode == "pea":
+            return self.alpha_schedule.transition_end
+        swapped = self.conversion or self.recipe.train.init_from  # a ReLU net started from smooth weights
+        return 0 if p.mode == "relu" and swapped else None
+
+    def _score_the_start(self) -> None:
+        """Validate the converted network before any step (after the BatchNorm re-estimation a hard
+        swap gets): what the swap alone costs, and what fine-tuning then buys back."""
+        if self.relu_form_from == 0 and self.recipe.pea.bn_recalibration:
+            self.recalibrate_bn("after the hard swap")
+            self._recalibrated_at = 0
+        if self.alpha_scheduler:
+            self.alpha_scheduler.apply()
+        scores = self.task.evaluate(self.model, self.data.val, self.normalize, self.device,
+                                    self.recipe.train.eval_batch_size)
+        self.start_scores = {k: round(v, 3) for k, v in scores.items() if isinstance(v, float)}
+        self.log(f"before fine-tuning: val {self.task.label} {scores[self.task.metric]:.2f}%")
+
+    def recalibrate_bn(self, why: str) -> None:
+        """Re-estimate BatchNorm statistics on `pea.bn_recalibration` training batches (seeded by the
+        step, so a resumed run draws the same ones), leaving the training RNG untouched."""
+        r = self.recipe
+        gen = torch.Generator().manual_seed(r.train.seed * 7_919 + self.global_step)
+        batches = iterate(self.data.train, self.local_batch, shuffle=True, gen=gen, drop_last=True)
+        inputs = (self.normalize(images.to(self.device)).contiguous(memory_format=self.memory_format)
+                  for images, _ in itertools.islice(batches, r.pea.bn_recalibration))
+        used = recalibrate_bn(self.model, inputs)
+        if used:
+            self.log(f"BatchNorm statistics re-estimated on {used} batches ({why}, step {self.global_step})")
+
     def _train_epoch(self) -> dict:
         from tqdm import tqdm
 
@@ -224,11 +271,19 @@ class Trainer:
             y = labels.to(self.device, non_blocking=pin)
             if self.alpha_scheduler:
                 alpha = self.alpha_scheduler.step()
+            if self.global_step == self.relu_form_from and r.pea.bn_recalibration and \
+                    self._recalibrated_at != self.global_step:
+                self.recalibrate_bn("the first step in ReLU form")
             lr = self.lr_schedule.apply(self.optimizer, self.global_step)
             with torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.float32,
                                 enabled=self.autocast_dtype is not None):
                 logits = self.trained(x)
                 loss = self.task.loss(logits, y)
+                if self.teacher is not None:
+                    with torch.no_grad():
+                        teacher_logits = self.teacher(x)
+                    w = r.distill.weight
+                    loss = (1 - w) * loss + w * distillation_loss(logits, teacher_logits, r.distill.temperature)
             if not math.isfinite(loss.item()):
                 kept = (f"last good checkpoint kept: {self.paths.last} (epoch {self.epoch})"
                         if self.paths.last.exists() else "no checkpoint was written (it diverged before "
@@ -263,6 +318,8 @@ class Trainer:
         for a time-limited job); returns the summary."""
         r = self.recipe
         stop = r.train.epochs if until_epoch is None else min(until_epoch, r.train.epochs)
+        if self.global_step == 0 and self.init_from and self.start_scores is None:
+            self._score_the_start()
         while self.epoch < stop:
             t0 = time.perf_counter()
             final_form = self.in_final_form(self.epoch + 1)
@@ -322,6 +379,9 @@ class Trainer:
                             "phase; baseline and upper limit: every epoch)",
             "best_relu_only": self.best or None,
             "conversion": self.conversion,
+            "model_source": self.source.to_dict() if self.source else None, "init_from": self.init_from,
+            f"start_{key}": self.start_scores.get(self.task.metric) if self.start_scores else None,
+            "distill": r.distill.enabled,
             "final_alphas": final_alphas,
             "all_alphas_one": all(a == 1.0 for a in final_alphas.values()),
             "wall_time_s": round(self.wall_time, 2), "device": str(self.device),

@@ -61,14 +61,18 @@ def _f(default, help: str, flag: str | None = None, choices: reg.Registry | None
     """A recipe field with the metadata the CLI turns into a flag. `choices` is the registry its
     value (or, for a list field, each entry) must be registered in; `range` bounds a number."""
     meta = {"help": help, "flag": flag, "choices": choices, "range": range}
-    if isinstance(default, list):
-        return field(default_factory=lambda d=default: list(d), metadata=meta)
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda d=default: type(d)(d), metadata=meta)
     return field(default=default, metadata=meta)
 
 
 @dataclass
 class ModelConfig:
-    name: str = _f("resnet18", "architecture", "model", reg.NETS)
+    name: str = _f("resnet18", "architecture, or your own network as package.module:FUNCTION", "model", reg.NETS)
+    file: str | None = _f(None, "your own network: PATH.py:FUNCTION, called as FUNCTION(num_classes=, "
+                          "in_channels=, **args) (replaces name)", "model-file")
+    args: dict = _f({}, "keyword arguments for your network's FUNCTION (a JSON object on the command line)",
+                    "model-args")
     width: float = _f(1.0, "channel width multiplier (MobileNet: 0.25 .. 1.0)", range=Range(0, 8, lo_open=True))
     stem: str = _f("imagenet", "input stem: imagenet (7x7/2 + pool) or small (3x3/1)", None, reg.STEMS)
     dropout: float | None = _f(None, "dropout before the classifier (default: the net's own)", range=FRACTION)
@@ -113,6 +117,8 @@ class PEAConfig:
     initial_epochs: float = _f(5.0, "epochs with alpha = 0 (the transition starts after them)", range=NON_NEGATIVE)
     transition_end: float = _f(90.0, "epoch at which alpha reaches 1 (final phase from here)", range=NON_NEGATIVE)
     ramp: str = _f("linear", "transition shape: linear (Eq. 2) or cosine", None, reg.RAMPS)
+    bn_recalibration: int = _f(0, "batches of training images to re-estimate BatchNorm statistics on, after a "
+                               "hard swap and when alpha reaches 1 (0: off)", range=Range(0, 10000))
 
 
 @dataclass
@@ -143,10 +149,21 @@ class TrainConfig:
     amp: str = _f("off", "mixed precision: off, bf16 (CUDA or CPU) or fp16 (CUDA, with a grad scaler)", None,
                   reg.AMP)
     channels_last: bool = _f(False, "NHWC memory format for the net and its inputs (faster convs on GPUs)")
+    init_from: str | None = _f(None, "start from trained weights: a run directory, a pea-deploy checkpoint or a "
+                               "state_dict .pt of the unconverted network (read with weights_only)", "init-from")
+
+
+@dataclass
+class DistillConfig:
+    enabled: bool = _f(False, "fine-tune against a frozen copy of the original (unconverted) network started "
+                       "from --init-from: KL at a temperature plus the label loss", "distill")
+    temperature: float = _f(4.0, "distillation temperature", "distill-temperature", range=Range(0, 100, lo_open=True))
+    weight: float = _f(0.5, "share of the distillation term in the loss (the label loss has the rest)",
+                       "distill-weight", range=Range(0, 1))
 
 
 SECTIONS = {"model": ModelConfig, "data": DataConfig, "pea": PEAConfig, "optim": OptimConfig,
-            "train": TrainConfig}
+            "train": TrainConfig, "distill": DistillConfig}
 
 
 @dataclass
@@ -158,6 +175,7 @@ class Recipe:
     pea: PEAConfig = field(default_factory=PEAConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
 
     def __post_init__(self):
         for section, cls in SECTIONS.items():
@@ -173,6 +191,14 @@ class Recipe:
         for s in o.lr_steps:
             if not isinstance(s, (int, float)) or not 0 < s < t.epochs:
                 raise ConfigError(f"optim.lr_steps must be epochs in (0, {t.epochs}), got {o.lr_steps}")
+        if self.model.args and not self.model.file and not reg.is_reference(self.model.name):
+            raise ConfigError("model.args are for your own network (model.file or model.name = "
+                              "package.module:FUNCTION); a built-in net takes width, stem, dropout, ...")
+        if not all(isinstance(k, str) for k in self.model.args):
+            raise ConfigError("model.args must be a table of keyword arguments")
+        if self.distill.enabled and not self.train.init_from:
+            raise ConfigError("distill needs the original network's trained weights: give train.init_from "
+                              "(--init-from RUN_DIR | CHECKPOINT | STATE_DICT.pt)")
         if o.min_lr > o.lr:
             raise ConfigError(f"optim.min_lr ({o.min_lr:g}) must not exceed optim.lr ({o.lr:g})")
         if o.warmup_epochs > t.epochs:
