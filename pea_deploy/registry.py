@@ -66,6 +66,7 @@ class Registry:
         self.kind = kind
         self.references = references  # also accept "package.module:attr", loaded as it is
         self._entries: dict[str, Entry] = {}
+        self.version = 0  # bumped on every change, so derived tables know when to rebuild
 
     def register(self, name: str, builder: str | Callable | None = None, *, options=(), help: str = "",
                  replace: bool = False, **info) -> Entry:
@@ -75,10 +76,12 @@ class Registry:
             raise ConfigError(f"{self.kind} {name!r} is already registered (pass replace=True to override)")
         entry = Entry(name, builder, tuple(options), help, dict(info))
         self._entries[name] = entry
+        self.version += 1
         return entry
 
     def unregister(self, name: str) -> None:
         self._entries.pop(name, None)
+        self.version += 1
 
     def get(self, name: str, where: str | None = None) -> Entry:
         _load_plugins()

@@ -120,3 +120,18 @@ def test_bad_input_is_one_line_and_no_run_directory(smooth_run, tmp_path):
               "--stop-after-epoch", "1", "--out", mid)
     assert r.exit_code == 0, r.output
     refused(*SMALL, "--init-from", mid, pattern="PEA ensemble(s) at alpha < 1")
+
+
+def test_compare_takes_the_same_flags_and_gives_a_verdict(smooth_run, tmp_path):
+    from pea_deploy.cli.compare import main as compare_main
+
+    r = CliRunner().invoke(compare_main, ["--model-file", MODEL, "--model-args", '{"width": 0.5}', "--acts", "keep",
+                                          "--init-from", str(smooth_run), "--variants", "weighted", "--seeds", "2",
+                                          "--epochs", "1", "--initial-epochs", "0", "--transition-ends", "0.5",
+                                          "--train-subset", "512", "--extras", "plain,bn", "--out",
+                                          str(tmp_path / "cmp"), "-q"])
+    assert r.exit_code == 0, r.output
+    for label in ("| hard swap |", "| hard swap + BN |", "| own activations, fine-tuned (upper limit) |",
+                  "| PEA weighted own activations T_end=0.5 |", "| PEA weighted own activations T_end=0.5 + BN |"):
+        assert label in r.stdout
+    assert "**Take " in r.stdout                                   # a plain verdict

@@ -177,7 +177,7 @@ def test_tflite_fused_activations_and_ops(tmp_path):
     assert verify_model(int8, load_profile("ethos-u55")).passed
     assert verify_model(int8, load_profile("edgetpu")).passed
     assert [v.reason_code for v in violations(int8, "relu-only")] == ["activation.fused"]
-    assert {"int8.float_tensor", "int8.io"} <= {v.reason_code for v in violations(relu, "ethos-u55")}
+    assert [v.reason_code for v in violations(relu, "ethos-u55")] == ["int8.not_quantized"]  # float model: one line
     assert "op.custom" in {v.reason_code for v in violations(custom, "ethos-u55")}
 
 
@@ -309,3 +309,64 @@ def test_describe_is_generated_from_the_profile_and_rules(target):
     for rule in NODE_RULES:
         assert rule_text(rule) in r.stdout
     assert all(f"`{v}`" in r.stdout for v in p.export.values())
+
+
+def test_policy_is_told_apart_from_hardware(onnx_models):
+    silu = onnx_models[("silu", 17)]
+    found = [v for v in violations(silu, "ethos-u55") if v.reason_code == "activation.not_relu"]
+    assert found and all("rejected by pea-deploy's ReLU policy (ethos-u55 hardware also runs" in v.message
+                         for v in found)
+    found = [v for v in violations(silu, "relu6") if v.reason_code == "activation.not_relu"]
+    assert found and all("relu6 is held to pea-deploy's ReLU policy" in v.message and "hardware" not in v.message
+                         for v in found)
+    text = invoke("--target", "ethos-u55", "--describe").stdout
+    assert "that is pea-deploy's ReLU policy: the ethos-u55 hardware also runs" in text and "LOGISTIC" in text
+    assert "(e.g. Softmax) must produce a model output." in text                       # no rule cut off
+
+
+def test_a_float_model_on_an_int8_target_is_one_finding(onnx_models):
+    found = violations(onnx_models[("relu", 17)], "ethos-u55")
+    assert [v.reason_code for v in found] == ["int8.not_quantized"]
+    assert found[0].message.startswith("not quantized: all ") and "quantize it first" in found[0].message
+
+
+def test_foldable_ops_are_reported_once(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
+    nodes = [helper.make_node("Dropout", ["x"], ["d1"], name="drop1"), helper.make_node("Relu", ["d1"], ["r"]),
+             helper.make_node("Dropout", ["r"], ["y"], name="drop2")]
+    onnx.save(helper.make_model(helper.make_graph(nodes, "g", [x], [y]),
+                                opset_imports=[helper.make_opsetid("", 13)]), tmp_path / "d.onnx")
+    found = violations(tmp_path / "d.onnx", "relu-only")
+    assert [v.reason_code for v in found] == ["graph.not_folded"]
+    assert "fold first (onnxsim): 2 op(s)" in found[0].message and "Dropout" in found[0].message
+
+
+@pytest.mark.parametrize("form,name", [("hardswish", "HardSwish"), ("hardsigmoid", "HardSigmoid")])
+def test_decomposed_hard_activations_are_named(tmp_path, form, name):
+    import torch.nn.functional as F
+    from torch import nn
+
+    class Hard(nn.Module):
+        def forward(self, x):
+            gate = F.relu6(x + 3) * (1 / 6)
+            return x * gate if form == "hardswish" else gate
+
+    path = export_onnx(tiny_cnn(Hard()), tmp_path / f"{form}.onnx", 17)
+    relu6 = verify_model(path, load_profile("relu6"))               # ReLU6 + Add + Mul: it runs, and is named
+    assert relu6.passed and any(f"ReLU6 in a {name} (" in n for n in relu6.notes)
+    found = violations(path, "relu-only")                           # no ReLU6 here: rejected, named
+    assert found and all(v.reason_code == "activation.relu6" and f"in a {name} (" in v.message for v in found)
+
+
+def test_sarif_locations_are_uris(onnx_models, tmp_path):
+    from pea_deploy.verify.report import to_sarif
+
+    absolute = verify_model(onnx_models[("gelu", 17)], load_profile("relu6"))
+    relative = verify_model("no such dir/m odel.onnx", load_profile("relu6"))
+    runs = json.loads(to_sarif([absolute, relative], load_profile("relu6")))["runs"][0]["results"]
+    uris = {r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] for r in runs}
+    assert any(u.startswith("file:///") for u in uris) and "no%20such%20dir/m%20odel.onnx" in uris

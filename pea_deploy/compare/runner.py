@@ -74,8 +74,12 @@ def run_comparison(recipe: Recipe, out: str | Path, settings: list[Setting], see
                          data=data) as trainer:
                 summary = trainer.fit()
         metric = summary.get("metric", "val_top1")  # summaries from before segmentation name no metric
-        results.append(RunResult(setting, seed, float(summary[f"best_{metric}"]), float(summary["wall_time_s"]),
-                                 run_dir, reused, metric, float(summary[f"final_{metric}"]), summary["best_epoch"]))
+        # No epoch wholly in the final phase (the transition ends inside the last epoch, as in short
+        # fine-tuning budgets): the last epoch, evaluated in ReLU form, is the only candidate.
+        best = summary[f"best_{metric}"]
+        final = float(summary[f"final_{metric}"])
+        results.append(RunResult(setting, seed, final if best is None else float(best), float(summary["wall_time_s"]),
+                                 run_dir, reused, metric, final, summary["best_epoch"] or summary["epochs"]))
         say(f"[{i}/{total}] {setting.label}, seed {seed}: best {METRIC_LABELS[metric.removeprefix('val_')]} "
             f"{results[-1].score:.2f}% (epoch {results[-1].best_epoch})"
             + (" (finished earlier)" if reused else ""))

@@ -26,11 +26,8 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .history import plot_history, write_json, write_metrics_csv
 from .optim import LRSchedule, build_optimizer
 from .recipe import Recipe
+from .resume_rules import check_resumable, restore_rng
 from .task import task_for
-
-# Fields that may differ between a run and its resumption: they do not change the result.
-RESUMABLE_CHANGES = {"train.device", "train.out"}
-
 
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
@@ -41,13 +38,6 @@ def resolve_device(name: str) -> torch.device:
         return torch.device(name)
     except RuntimeError:
         raise ConfigError(f"unknown device {name!r}; use cpu, cuda, cuda:N or auto") from None
-
-
-def _normalized(recipe: dict) -> dict:
-    try:
-        return Recipe.from_dict(recipe).to_dict()
-    except ConfigError:
-        return recipe
 
 
 @dataclass
@@ -61,17 +51,6 @@ class RunPaths:
     @property
     def best(self) -> Path:
         return self.root / "checkpoints" / "best.pt"
-
-
-def _diff_recipes(a: dict, b: dict, prefix: str = "") -> list[str]:
-    keys = []
-    for k in sorted(set(a) | set(b)):
-        va, vb = a.get(k), b.get(k)
-        if isinstance(va, dict) and isinstance(vb, dict):
-            keys += _diff_recipes(va, vb, f"{prefix}{k}.")
-        elif va != vb:
-            keys.append(f"{prefix}{k}")
-    return keys
 
 
 class Trainer:
@@ -173,12 +152,7 @@ class Trainer:
         if not self.paths.last.exists():
             raise CheckpointError(f"cannot resume: {self.paths.last} does not exist")
         state = load_checkpoint(self.paths.last, map_location=self.device)
-        # Through Recipe first: fields added by a newer pea-deploy take their defaults, not "changed".
-        changed = [k for k in _diff_recipes(_normalized(state["recipe"]), self.recipe.to_dict())
-                   if k not in RESUMABLE_CHANGES]
-        if changed:
-            raise ConfigError(f"cannot resume {self.paths.root}: recipe differs from the run's in "
-                              f"{', '.join(changed)}")
+        check_resumable(state["recipe"], self.recipe, self.paths.root)
         try:
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
@@ -193,17 +167,7 @@ class Trainer:
         self.init_from, self.start_scores = state.get("init_from"), state.get("start_scores")
         if self.alpha_scheduler and state.get("alpha_scheduler"):
             self.alpha_scheduler.load_state_dict(state["alpha_scheduler"])
-        per_rank = state["rng"].get("torch_per_rank")
-        if self.dist.enabled or per_rank:
-            if not per_rank or len(per_rank) != self.dist.world_size:
-                raise ConfigError(f"cannot resume {self.paths.root}: it was trained by "
-                                  f"{len(per_rank) if per_rank else 1} process(es), this run has "
-                                  f"{self.dist.world_size}; resume with the same number")
-            torch.set_rng_state(per_rank[self.dist.rank].cpu())
-        else:
-            torch.set_rng_state(state["rng"]["torch"].cpu())
-        if "cuda" in state["rng"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        restore_rng(state["rng"], self.dist, self.paths.root)
         self.log(f"resumed {self.paths.root} at epoch {self.epoch} (step {self.global_step})")
 
     # -- training ------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from ..outcomes import ExitCode, Verdict
 from .graph import UnreadableModel
 from .profile import Profile
 from .reader import read_model
+from .patterns import likely_activation
 from .rules import Violation, check_graph
 
 
@@ -24,6 +25,7 @@ class ModelReport:
     nodes: int = 0
     error: str | None = None
     seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)  # what passed but deserves a name (decomposed HardSwish)
 
     @property
     def passed(self) -> bool:
@@ -38,10 +40,16 @@ def verify_model(path: str | Path, profile: Profile) -> ModelReport:
     except UnreadableModel as e:
         return ModelReport(str(path), None, Verdict.ERROR, error=str(e), seconds=time.perf_counter() - t0)
     violations = check_graph(graph, profile)
+    flagged = {v.node_index for v in violations}
+    notes = [f"#{n.index} {n.name}: {n.op} is ReLU6 in a {name} pattern: it passes, as ReLU6 and Add/Mul "
+             f"{profile.name} runs (pea-deploy allows decomposed hard activations where ReLU6 is allowed)"
+             for n in graph.nodes if n.kind in ("clip", "relu6") and n.index not in flagged
+             and (name := likely_activation(graph, n))]
     counts = Counter(n.op + (f"+{n.fused_activation}" if n.fused_activation not in (None, "NONE") else "")
                      for n in graph.nodes)
     return ModelReport(str(path), graph.format, Verdict.FAILED if violations else Verdict.PASSED, violations,
-                       dict(sorted(counts.items())), len(graph.nodes), seconds=time.perf_counter() - t0)
+                       dict(sorted(counts.items())), len(graph.nodes), seconds=time.perf_counter() - t0,
+                       notes=notes)
 
 
 def verify_models(paths, profile: Profile) -> list[ModelReport]:

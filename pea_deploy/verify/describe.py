@@ -11,10 +11,15 @@ def _ops(names) -> str:
     return ", ".join(f"`{n}`" for n in sorted(names)) or "(none)"
 
 
+def _hardware(p: Profile) -> str:
+    hw = sorted(p.tflite.hardware_activations or p.onnx.hardware_activations)  # TFLite: what the compiler reads
+    return (f"; that is pea-deploy's ReLU policy: the {p.name} hardware also runs {', '.join(hw)}" if hw else "")
+
+
 def describe_profile(p: Profile) -> str:
     lines = [f"# Target `{p.name}`", "", p.description, "", f"Based on: {p.based_on}", "",
              f"- activations: {', '.join(sorted(a.upper() for a in p.activations))} only "
-             f"(any other, also decomposed, is rejected)",
+             f"(any other, also decomposed, is rejected)" + _hardware(p),
              f"- int8: {'every tensor 8-bit, no float compute, 8-bit model I/O' if p.int8 else 'float or 8-bit'}",
              f"- static shapes: {'required on model inputs and outputs' if p.static_shapes else 'not required'}",
              f"- max tensor rank: {p.max_rank}",

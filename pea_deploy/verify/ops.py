@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
+from ..registry import ACTIVATIONS
+
 # Spellings whose kind the mechanical rule (ONNX CamelCase -> snake_case, TFLite UPPER -> lower) misses.
 _ALIASES = {
     "LOGISTIC": "sigmoid", "CONV_2D": "conv", "DEPTHWISE_CONV_2D": "conv", "ConvTranspose": "conv_transpose",
@@ -45,10 +47,18 @@ def op_kind(fmt: str, op: str) -> str:
     return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", op).lower()
 
 
-def activation_kinds() -> frozenset[str]:
-    """Every activation kind: the built-in list plus the spellings of registered smooth activations."""
-    from ..registry import ACTIVATIONS
+_kinds_cache: tuple[int, frozenset[str]] = (-1, frozenset())
 
-    extra = {op_kind("onnx", o) for e in ACTIVATIONS.entries() for o in e.info["onnx_ops"]}
-    extra |= {op_kind("tflite", o) for e in ACTIVATIONS.entries() for o in e.info["tflite_ops"]}
-    return _ACTIVATION_KINDS | extra
+
+def activation_kinds() -> frozenset[str]:
+    """Every activation kind: the built-in list plus the spellings of registered smooth activations
+    (rebuilt only when the registry changed: the checker asks once per node)."""
+    global _kinds_cache
+    if _kinds_cache[0] == ACTIVATIONS.version:
+        return _kinds_cache[1]
+    ACTIVATIONS.names()  # plug-ins register on first use
+    if _kinds_cache[0] != ACTIVATIONS.version:
+        extra = {op_kind("onnx", o) for e in ACTIVATIONS.entries() for o in e.info["onnx_ops"]}
+        extra |= {op_kind("tflite", o) for e in ACTIVATIONS.entries() for o in e.info["tflite_ops"]}
+        _kinds_cache = (ACTIVATIONS.version, _ACTIVATION_KINDS | extra)
+    return _kinds_cache[1]

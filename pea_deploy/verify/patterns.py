@@ -68,6 +68,21 @@ def _fed_relu_too(g: Graph, node: Node) -> bool:
     return root is not None and any(c.kind in RELU_LIKE for c in g.consumers.get((node.graph, root), []))
 
 
+def _hard_gate(g: Graph, node: Node) -> str | None:
+    """ReLU6(x + 3) / 6 (HardSigmoid), and x times it (HardSwish), as exporters decompose them."""
+    p = _producer_op(g, node)
+    if p is None or p.kind != "add" or not ({"div", "mul"} & _consumer_kinds(g, node)):
+        return None
+    x = next((t for t in p.inputs if t and g.producer(p, t) is None or
+              (g.producer(p, t) is not None and g.producer(p, t).kind not in ("constant",))), None)
+    scaled = [c for out in node.outputs for c in g.consumers_of(node, out) if c.kind in ("div", "mul")]
+    for s in scaled:
+        for out in s.outputs:
+            if any(c.kind == "mul" and x in c.inputs for c in g.consumers_of(s, out)) or x in s.inputs:
+                return "HardSwish (x * ReLU6(x + 3) / 6)"
+    return "HardSigmoid (ReLU6(x + 3) / 6)"
+
+
 def likely_activation(g: Graph, node: Node) -> str | None:
     """A short name for what `node` is part of, or None if it is just itself."""
     kind = node.kind
@@ -92,11 +107,13 @@ def likely_activation(g: Graph, node: Node) -> str | None:
     elif kind == "exp":
         cons = _consumer_kinds(g, node)
         name = "Softplus/Mish" if {"log", "log1p", "add"} & cons else ("ELU" if "sub" in cons else None)
+    elif kind in ("clip", "relu6"):
+        name = _hard_gate(g, node)
     elif kind in ("mish", "elu", "hard_swish", "swish"):
         name = {"mish": "Mish", "elu": "ELU", "hard_swish": "HardSwish", "swish": "Swish"}[kind]
     else:  # an op a registered smooth activation (a plug-in) exports to
         name = smooth_activation_labels().get(node.op)
-    if name and _fed_relu_too(g, node):
+    if name and kind not in ("clip", "relu6") and _fed_relu_too(g, node):
         return f"an unstripped PEA ensemble (ReLU + {name.split(' ')[0]})"
     return name
 

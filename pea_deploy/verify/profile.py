@@ -14,7 +14,9 @@ Schema (every key checked; unknown keys are errors):
     output_only = ["Softmax"]          # allowed only where they produce a model output
     [onnx.limits.Conv]                 # per-op limits: max_kernel, max_stride, max_dilation,
     max_kernel = 11                    #   max_dilated_kernel ((k-1)*d+1), max_depth_multiplier
-    [tflite]                           # the same three keys, with TFLite builtin names
+    hardware_activations = ["Sigmoid"] # activations the hardware runs but pea-deploy's ReLU policy
+                                       #   rejects: named in messages, never allowed
+    [tflite]                           # the same keys, with TFLite builtin names
     [export]                           # how `pea-export` builds artefacts for this target (optional;
                                        #   read and validated by pea_deploy.export.target, not here)
     opset = 17                         # ONNX opset of the exported models
@@ -34,7 +36,7 @@ from .ops import activation_kinds, op_kind
 
 _TOP = {"name", "description", "based_on", "activations", "int8", "static_shapes", "max_rank", "onnx", "tflite",
         "export"}
-_FORMAT_KEYS = {"ops", "output_only", "limits"}
+_FORMAT_KEYS = {"ops", "output_only", "limits", "hardware_activations"}
 LIMIT_KEYS = ("max_kernel", "max_stride", "max_dilation", "max_dilated_kernel", "max_depth_multiplier")
 
 
@@ -43,6 +45,8 @@ class FormatRules:
     ops: frozenset[str] = frozenset()
     output_only: frozenset[str] = frozenset()
     limits: dict = field(default_factory=dict)  # op -> {limit: int}
+    # Activations the hardware runs that the ReLU policy rejects (so messages tell policy from hardware).
+    hardware_activations: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -64,7 +68,8 @@ class Profile:
 
     def to_dict(self) -> dict:
         def fr(r: FormatRules) -> dict:
-            return {"ops": sorted(r.ops), "output_only": sorted(r.output_only), "limits": r.limits}
+            return {"ops": sorted(r.ops), "output_only": sorted(r.output_only), "limits": r.limits,
+                    "hardware_activations": sorted(r.hardware_activations)}
 
         return {"name": self.name, "description": self.description, "based_on": self.based_on,
                 "activations": sorted(self.activations), "int8": self.int8,
@@ -103,7 +108,11 @@ def _format_rules(raw, where: str, fmt: str) -> FormatRules:
                 raise _err(where, f"unknown key '{fmt}.limits.{op}.{k}'; valid: {', '.join(LIMIT_KEYS)}")
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise _err(where, f"'{fmt}.limits.{op}.{k}' must be a positive integer")
-    return FormatRules(frozenset(ops), frozenset(out_only), {k: dict(v) for k, v in limits.items()})
+    hardware = raw.get("hardware_activations", [])
+    if not isinstance(hardware, list) or not all(isinstance(v, str) for v in hardware):
+        raise _err(where, f"'{fmt}.hardware_activations' must be a list of op names")
+    return FormatRules(frozenset(ops), frozenset(out_only), {k: dict(v) for k, v in limits.items()},
+                       frozenset(hardware))
 
 
 def _table(raw, where: str) -> dict:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
+from urllib.parse import quote
 from xml.sax.saxutils import escape, quoteattr
 
 from .. import __version__
@@ -30,6 +32,7 @@ def to_text(reports: list[ModelReport], profile: Profile, command: str) -> str:
             fused = f" [fused {v.fused_activation}]" if v.fused_activation not in (None, "NONE") else ""
             hint = f" - hint: {v.hint}" if v.hint else ""
             lines.append(f"{r.path}: {v.where}: {v.op}{fused}: {v.message} [{v.reason_code}]{hint}")
+        lines += [f"{r.path}: note: {n}" for n in r.notes]
         lines.append(f"{r.path}: {r.verdict} - {r.format}, {r.nodes} nodes, {len(r.violations)} violation(s), "
                      f"{1e3 * r.seconds:.0f} ms")
         lines.append(f"  ops: {op_summary(r)}")
@@ -46,7 +49,7 @@ def model_to_dict(r: ModelReport) -> dict:
     """One model's verdict, op counts and violations (also embedded in pea-export's report.json)."""
     return {
         "path": r.path, "format": r.format, "verdict": r.verdict, "error": r.error, "nodes": r.nodes,
-        "seconds": round(r.seconds, 4), "op_counts": r.op_counts, "op_summary": op_summary(r),
+        "seconds": round(r.seconds, 4), "op_counts": r.op_counts, "op_summary": op_summary(r), "notes": r.notes,
         "violations": [{"node_index": v.node_index, "node_name": v.node_name, "graph": v.graph,
                         "op": v.op, "fused_activation": v.fused_activation, "supported": False,
                         "reason_code": v.reason_code, "rule": v.rule, "message": v.message,
@@ -92,6 +95,12 @@ def to_junit(reports: list[ModelReport], profile: Profile) -> str:
     return "\n".join(out) + "\n"
 
 
+def _uri(path: str) -> str:
+    """SARIF wants a URI: file:// for an absolute path, a percent-encoded relative reference else."""
+    p = Path(path)
+    return p.as_uri() if p.is_absolute() else quote(p.as_posix())
+
+
 def to_sarif(reports: list[ModelReport], profile: Profile) -> str:
     """SARIF 2.1.0: one result per violation, located at the model file (node in the message)."""
     codes = sorted({v.reason_code for r in reports for v in r.violations} |
@@ -99,7 +108,7 @@ def to_sarif(reports: list[ModelReport], profile: Profile) -> str:
     rule_text = {v.reason_code: v.rule for r in reports for v in r.violations}
     results = []
     for r in reports:
-        loc = [{"physicalLocation": {"artifactLocation": {"uri": r.path}}}]
+        loc = [{"physicalLocation": {"artifactLocation": {"uri": _uri(r.path)}}}]
         if r.verdict is Verdict.ERROR:
             results.append({"ruleId": "model.unreadable", "level": "error",
                             "message": {"text": r.error}, "locations": loc})

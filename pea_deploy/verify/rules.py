@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .graph import Graph, Node
-from .ops import QDQ, STRUCTURAL, activation_kinds
+from .ops import QDQ, STRUCTURAL, activation_kinds, op_kind
 from .patterns import hint_for, likely_activation
 from .profile import Profile
 
@@ -72,7 +72,18 @@ def rule_activation(g: Graph, node: Node, p: Profile):
         if kind in p.activations:
             return []
         return [(f"activation.{kind}", f"{kind.upper()} is not run by {p.name} (it runs {', '.join(sorted(p.activations))})")]
-    return [("activation.not_relu", f"activation {node.op} is not ReLU/ReLU6")]
+    return [("activation.not_relu", f"activation {node.op} is not ReLU/ReLU6: {policy_or_hardware(g, node.op, p)}")]
+
+
+def policy_or_hardware(g: Graph, op: str, p: Profile) -> str:
+    """Whose rule it is: pea-deploy's ReLU policy (the hardware would run it) or the hardware's."""
+    hardware = p.rules_for(g.format).hardware_activations
+    if op in hardware:
+        return (f"rejected by pea-deploy's ReLU policy ({p.name} hardware also runs "
+                f"{', '.join(sorted(hardware))})")
+    if hardware:
+        return f"{p.name} does not run it"
+    return f"{p.name} is held to pea-deploy's ReLU policy"
 
 
 def rule_fused_activation(g: Graph, node: Node, p: Profile):
@@ -83,7 +94,7 @@ def rule_fused_activation(g: Graph, node: Node, p: Profile):
     kind = {"RELU": "relu", "RELU6": "relu6"}.get(fused)
     if kind in p.activations:
         return []
-    return [("activation.fused", f"fused activation {fused} on {node.op} is not allowed by {p.name}")]
+    return [("activation.fused", f"fused activation {fused} on {node.op}: {policy_or_hardware(g, fused, p)}")]
 
 
 def rule_supported_op(g: Graph, node: Node, p: Profile):
@@ -191,8 +202,8 @@ def model_rules(g: Graph, p: Profile) -> list[tuple[str, str, str]]:
 
 
 def rule_text(rule) -> str:
-    """The first sentence of a rule's docstring: the rule as a user reads it."""
-    return " ".join((rule.__doc__ or rule.__name__).split()).split(". ")[0].rstrip(".")
+    """The first paragraph of a rule's docstring: the rule as a user reads it."""
+    return " ".join((rule.__doc__ or rule.__name__).split("\n\n")[0].split()).rstrip(".")
 
 
 def rules_for_kind(kind: str, rules=NODE_RULES) -> list:
@@ -206,6 +217,38 @@ def rules_for_kind(kind: str, rules=NODE_RULES) -> list:
     return found
 
 
+# Ops that compute nothing at inference or only constants: a simplifier removes them.
+_FOLDABLE = frozenset({"dropout", "constant_of_shape", "shape", "gather_shape"})
+
+
+def _float_model(g: Graph) -> bool:
+    """No quantization at all: no Q/DQ (ONNX), no 8-bit tensor (TFLite)."""
+    if g.qdq:
+        return not any(n.kind in QDQ for n in g.nodes)
+    return not any(t.dtype in _INT_TYPES for t in g.tensors.values())
+
+
+def _model_level_findings(g: Graph, p: Profile, found: list[Violation]) -> list[Violation]:
+    """One finding where hundreds of node lines would say the same: a float model checked against an
+    int8 target, and ops a simplifier folds away (Dropout, ConstantOfShape, ...)."""
+    out = found
+    if p.int8 and _float_model(g):
+        computing = sum(1 for n in g.nodes if n.kind not in STRUCTURAL)
+        out = [v for v in out if not v.reason_code.startswith("int8.")]
+        out.append(Violation(None, "model", "main", "-", None, "int8.not_quantized", "Int8 targets run quantized "
+                             "models only", f"not quantized: all {computing} ops compute in float; {p.name} runs 8-bit models "
+                             f"only: quantize it first (pea-export builds the int8 artefacts)"))
+    foldable = [v for v in out if v.reason_code == "op.unsupported" and v.node_index is not None
+                and v.op and op_kind(g.format, v.op) in _FOLDABLE]
+    if foldable:
+        ops = sorted({v.op for v in foldable})
+        out = [v for v in out if v not in foldable]
+        out.append(Violation(None, "model", "main", "-", None, "graph.not_folded", "Fold constant and no-op ops "
+                             "first", f"fold first (onnxsim): {len(foldable)} op(s) that compute nothing at "
+                             f"inference or only constants ({', '.join(ops)})"))
+    return out
+
+
 def check_graph(g: Graph, p: Profile) -> list[Violation]:
     out = []
     dispatch: dict[str, list] = {}
@@ -214,11 +257,11 @@ def check_graph(g: Graph, p: Profile) -> list[Violation]:
             dispatch[node.kind] = rules_for_kind(node.kind)
         for rule in dispatch[node.kind]:
             for code, msg in rule(g, node, p):
-                likely = likely_activation(g, node) if code == "activation.not_relu" else None
+                likely = likely_activation(g, node) if code.startswith("activation.") else None
                 text = f"{msg} ({node.op} in a {likely} pattern)" if likely and likely != node.op else msg
                 out.append(Violation(node.index, node.name, node.graph, node.op, node.fused_activation,
                                      code, rule_text(rule), text, likely,
                                      hint_for(likely) if code.startswith("activation") else ""))
     for label, code, msg in model_rules(g, p):
         out.append(Violation(None, label, "main", "-", None, code, rule_text(model_rules), msg))
-    return out
+    return _model_level_findings(g, p, out)
