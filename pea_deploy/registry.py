@@ -135,10 +135,6 @@ OWN_ACTIVATIONS = Registry("activation module")  # what convert(act="keep") wrap
 GATES = Registry("gate module")                  # left in place: they multiply a tensor
 KEEP = "keep"                                    # pea.act: each model's own activation is the Act
 
-# What recipe fields and CLI choices refer to.
-BY_KIND = {r.kind: r for r in (NETS, DATASETS, ACTIVATIONS, TARGETS, VARIANTS, GRANULARITIES, RAMPS,
-                                AUGMENTATIONS, MODES, STEMS, NORMS, OPTIMIZERS, LR_SCHEDULES, NO_DECAY, AMP,
-                                NORMALIZATIONS)}
 
 
 def register_net(name: str, builder: str | Callable, *, options=(), task: str = "classification",

@@ -219,3 +219,31 @@ def test_distillation_loss():
     loss.backward()
     assert loss > 0 and s.grad.abs().sum() > 0
     assert distillation_loss(torch.randn(2, 4, 3, 3), torch.randn(2, 4, 3, 3), 2.0) > 0  # per pixel
+
+
+class LearnedSwish(nn.Module):
+    """A user's own activation class with a learnt parameter."""
+
+    def __init__(self):
+        super().__init__()
+        self.beta = nn.Parameter(torch.tensor(1.5))
+
+    def forward(self, x):
+        return x * torch.sigmoid(self.beta * x)
+
+
+def test_a_users_own_activation_class_is_registered_once_and_wrapped():
+    from pea_deploy import registry
+
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), LearnedSwish(), nn.Flatten(), nn.LazyLinear(2))
+    net(torch.randn(1, 3, 8, 8))
+    with pytest.raises(ConversionError, match="found no"):
+        convert(copy.deepcopy(net), act="keep")
+    registry.register_own_activation(LearnedSwish)
+    try:
+        x = torch.randn(2, 3, 8, 8)
+        converted = convert(copy.deepcopy(net), act="keep")
+        assert torch.equal(converted(x), net(x)) and isinstance(converted[1].own, LearnedSwish)
+        assert "1.own.beta" in converted.state_dict()                  # the learnt beta is kept
+    finally:
+        registry.OWN_ACTIVATIONS.unregister("LearnedSwish")

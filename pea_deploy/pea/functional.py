@@ -68,6 +68,16 @@ def functional_calls(model: nn.Module, target: str = "relu") -> list[str]:
     return found
 
 
+class _Tracer(torch.fx.Tracer):
+    """torch.fx's tracer, stopping at registered activation modules: a user's own activation class
+    (say a learnt Swish) stays one module for convert to wrap, not its inlined arithmetic."""
+
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        from ..registry import OWN_ACTIVATIONS
+
+        return any(type(m) is e.load() for e in OWN_ACTIVATIONS.entries()) or super().is_leaf_module(m, qualname)
+
+
 def _module_for(node: torch.fx.Node) -> nn.Module | None:
     if node.op == "call_function" and node.target in _FUNCTIONS:
         cls, kwmap, positional = _FUNCTIONS[node.target]
@@ -100,7 +110,7 @@ def rewrite_functional_activations(model: nn.Module, target: str = "relu") -> nn
     every such call is an activation module (x * sigmoid(x) an nn.SiLU). Raises ConversionError
     naming each call (from the source) when the model calls activations and does not trace."""
     try:
-        gm = torch.fx.symbolic_trace(model)
+        gm = torch.fx.GraphModule(model, _Tracer().trace(model), model.__class__.__name__)
     except Exception as e:  # noqa: BLE001 - fx raises many kinds for control flow it cannot follow
         calls = functional_calls(model, target)
         if not calls:
