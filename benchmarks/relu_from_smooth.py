@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from pea_deploy.compare import build_table, plan_settings, run_comparison
-from pea_deploy.compare.table import verdict
+from pea_deploy.compare.table import recommendation
 from pea_deploy.train import load_recipe, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,7 +66,7 @@ def budget_table(name: str, net: dict, smooth: Path, out: Path, seeds: int, log)
         table = build_table(results)
         starts = {r.setting.slug: json.loads((r.run_dir / "summary.json").read_text()).get("start_val_top1")
                   for r in results if r.seed == 0}
-        rows.append({"budget": label, "table": table, "starts": starts, "verdict": verdict(table)})
+        rows.append({"budget": label, "table": table, "starts": starts, "verdict": recommendation(table)})
         log(f"{name}, {label}: {len(results)} runs in {time.perf_counter() - t0:.0f} s")
     return rows
 

@@ -54,6 +54,10 @@ def test_real_runs_resume_after_a_kill(tiny_recipe, tmp_path):
     first = run_comparison(recipe, tmp_path, settings, seeds=2, log=logs.append)
     assert len(first) == 6 and all(0 < r.score <= 100 for r in first)
     assert sum("training" in m for m in logs) == 6
+    for r in first:  # the paper's score: the best epoch in final form (PEA: the final phase only)
+        summary = json.loads((r.run_dir / "summary.json").read_text())
+        assert r.score == summary["best_val_top1"] and r.best_epoch == summary["best_epoch"]
+        assert r.best_epoch == 3 if r.setting.mode == "pea" else r.best_epoch in (1, 2, 3)
     # Simulate a comparison killed in its last run: the checkpoint is there, the summary is not.
     killed = tmp_path / "runs" / settings[-1].slug / "seed1"
     (killed / "summary.json").unlink()

@@ -11,12 +11,11 @@ from dataclasses import dataclass
 
 from ..errors import ConfigError, unknown_name
 from ..registry import ACTIVATIONS, VARIANTS
-from ..train.recipe import Recipe
+from ..train.recipe import DEFAULT_BN_BATCHES, Recipe
 
 
 # What a run adds to its method: nothing, BatchNorm re-estimation, or that plus distillation.
 EXTRAS = {"plain": (False, False), "bn": (True, False), "bn+kd": (True, True)}
-DEFAULT_BN_BATCHES = 30  # when the recipe sets none: about 30 batches recover most of a swap's loss
 
 
 @dataclass(frozen=True)
@@ -55,7 +54,7 @@ class Setting:
 
     def overrides(self, seed: int) -> dict:
         o = {"pea.mode": self.mode, "train.seed": seed}
-        if self.bn or self.distill or self.keep:  # the recipe's own values for a classic plain row
+        if self.bn or self.distill or self.keep or self.swap:  # a classic plain row keeps the recipe's
             o |= {"pea.bn_recalibration": self.bn, "distill.enabled": self.distill}
         if self.act:
             o["pea.act"] = self.act

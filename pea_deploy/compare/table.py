@@ -70,7 +70,7 @@ def build_table(results: list[RunResult]) -> Table:
     return Table(ordered, baseline, best, upper, METRIC_LABELS[results[0].metric.removeprefix("val_")], other)
 
 
-def verdict(t: Table) -> str:
+def recommendation(t: Table) -> str:
     """Which method to take, in one sentence: PEA only when it beats the best other ReLU method by
     more than the seed spread (the larger of the two standard deviations); else the simpler one."""
     b, p = t.best_other, t.best_pea
@@ -107,7 +107,7 @@ def to_markdown(t: Table) -> str:
         if noisy and len(t.best_pea.runs) > 1:
             lines.append("The difference is within one standard deviation over seeds: treat it as noise.")
         if t.best_other is not t.baseline or "hard swap" in t.baseline.label:
-            lines += ["", verdict(t)]
+            lines += ["", recommendation(t)]
     return "\n".join(lines) + "\n"
 
 

@@ -10,6 +10,18 @@ import torch
 from torch import nn
 
 
+
+def batches_for(recipe) -> int:
+    """The recipe's BatchNorm re-estimation batches: its own value, else DEFAULT_BN_BATCHES when the
+    run starts from trained weights (a swap to re-estimate after), else 0."""
+    from .recipe import DEFAULT_BN_BATCHES
+
+    n = recipe.pea.bn_recalibration
+    if n is not None:
+        return n
+    return DEFAULT_BN_BATCHES if recipe.train.init_from else 0
+
+
 @torch.no_grad()
 def recalibrate_bn(model: nn.Module, batches: Iterable[torch.Tensor]) -> int:
     """Recompute every BatchNorm's running mean and variance as the plain average over `batches`

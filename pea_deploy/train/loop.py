@@ -19,7 +19,7 @@ from ..data.images import DatasetSplits
 from ..errors import CheckpointError, ConfigError, TrainingDiverged
 from ..pea import AlphaSchedule, AlphaScheduler, alphas, conversion_summary, describe_conversion
 from . import distributed as dist_
-from .bn import recalibrate_bn
+from .bn import batches_for, recalibrate_bn
 from .build import build_run_model, load_data
 from .distill import distillation_loss
 from .checkpoint import load_checkpoint, save_checkpoint
@@ -184,7 +184,7 @@ class Trainer:
     def _score_the_start(self) -> None:
         """Validate the converted network before any step (after the BatchNorm re-estimation a hard
         swap gets): what the swap alone costs, and what fine-tuning then buys back."""
-        if self.relu_form_from == 0 and self.recipe.pea.bn_recalibration:
+        if self.relu_form_from == 0 and batches_for(self.recipe):
             self.recalibrate_bn("after the hard swap")
             self._recalibrated_at = 0
         if self.alpha_scheduler:
@@ -195,13 +195,13 @@ class Trainer:
         self.log(f"before fine-tuning: val {self.task.label} {scores[self.task.metric]:.2f}%")
 
     def recalibrate_bn(self, why: str) -> None:
-        """Re-estimate BatchNorm statistics on `pea.bn_recalibration` training batches (seeded by the
+        """Re-estimate BatchNorm statistics on `batches_for(recipe)` training batches (seeded by the
         step, so a resumed run draws the same ones), leaving the training RNG untouched."""
         r = self.recipe
         gen = torch.Generator().manual_seed(r.train.seed * 7_919 + self.global_step)
         batches = iterate(self.data.train, self.local_batch, shuffle=True, gen=gen, drop_last=True)
         inputs = (self.normalize(images.to(self.device)).contiguous(memory_format=self.memory_format)
-                  for images, _ in itertools.islice(batches, r.pea.bn_recalibration))
+                  for images, _ in itertools.islice(batches, batches_for(r)))
         used = recalibrate_bn(self.model, inputs)
         if used:
             self.log(f"BatchNorm statistics re-estimated on {used} batches ({why}, step {self.global_step})")
@@ -235,7 +235,7 @@ class Trainer:
             y = labels.to(self.device, non_blocking=pin)
             if self.alpha_scheduler:
                 alpha = self.alpha_scheduler.step()
-            if self.global_step == self.relu_form_from and r.pea.bn_recalibration and \
+            if self.global_step == self.relu_form_from and batches_for(r) and \
                     self._recalibrated_at != self.global_step:
                 self.recalibrate_bn("the first step in ReLU form")
             lr = self.lr_schedule.apply(self.optimizer, self.global_step)

@@ -50,6 +50,10 @@ class Range:
         return f"{'(' if self.lo_open or self.lo is None else '['}{lo}, {hi}{')' if self.hi_open or self.hi is None else ']'}"
 
 
+# BatchNorm re-estimation batches when a run starts from trained weights and the recipe sets none:
+# about 30 batches recover most of a swap's loss (measured: benchmarks/relu_from_smooth.py).
+DEFAULT_BN_BATCHES = 30
+
 POSITIVE = Range(0, None, lo_open=True)
 NON_NEGATIVE = Range(0, None)
 AT_LEAST_ONE = Range(1, None)
@@ -117,8 +121,10 @@ class PEAConfig:
     initial_epochs: float = _f(5.0, "epochs with alpha = 0 (the transition starts after them)", range=NON_NEGATIVE)
     transition_end: float = _f(90.0, "epoch at which alpha reaches 1 (final phase from here)", range=NON_NEGATIVE)
     ramp: str = _f("linear", "transition shape: linear (Eq. 2) or cosine", None, reg.RAMPS)
-    bn_recalibration: int = _f(0, "batches of training images to re-estimate BatchNorm statistics on, after a "
-                               "hard swap and when alpha reaches 1 (0: off)", range=Range(0, 10000))
+    bn_recalibration: int | None = _f(None, "batches of training images to re-estimate BatchNorm statistics on, "
+                                      "after a hard swap and when alpha reaches 1 (0: off; default: 30 when "
+                                      "starting from trained weights, where it measured better, else off)",
+                                      range=Range(0, 10000))
 
 
 @dataclass
