@@ -54,8 +54,10 @@ def test_unknown_names_list_the_valid_ones():
 
 
 def test_every_registered_activation_builds_and_compare_accepts_it():
-    names = registry.ACTIVATIONS.names()
+    names = tuple(n for n in registry.ACTIVATIONS.names() if n != registry.KEEP)  # keep: each model's own
     assert {"gelu", "swish", "silu", "mish", "elu"} <= set(names)
+    with pytest.raises(ConfigError, match="keeps each activation module"):
+        smooth_activation(registry.KEEP)
     settings = plan_settings(load_recipe(), acts=names)
     assert {s.act for s in settings if s.mode == "act"} == set(names)
     x = torch.linspace(-4, 4, 101)
