@@ -39,6 +39,11 @@ def resolve_checkpoint(path: str | Path, which: str = "last") -> Path:
     return p
 
 
+def holds_pickled_objects(e: BaseException) -> bool:
+    """torch.load(weights_only=True) refused a class or function it would have to unpickle."""
+    return "allowed global" in str(e) or "Unsupported global" in str(e)
+
+
 def load_checkpoint(path: str | Path, which: str = "last", map_location="cpu") -> dict[str, Any]:
     """Load and check a checkpoint; CheckpointError for a corrupt, foreign or newer-format file."""
     p = resolve_checkpoint(path, which)
@@ -47,7 +52,7 @@ def load_checkpoint(path: str | Path, which: str = "last", map_location="cpu") -
     except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError,
             AttributeError, KeyError, OSError) as e:
         text = str(e)
-        if "allowed global" in text or "Unsupported global" in text:  # torch's advice to unpickle is not ours
+        if holds_pickled_objects(e):  # torch's advice to unpickle is not ours to give
             raise CheckpointError(f"{p} is not a pea-deploy checkpoint: it holds pickled Python objects, "
                                   f"which were not unpickled (loading them could run code)") from None
         lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]

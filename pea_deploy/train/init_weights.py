@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError
-from .checkpoint import FORMAT, load_checkpoint
+from .checkpoint import FORMAT, holds_pickled_objects, load_checkpoint
 
 
 def _plain_state(state: dict, where: str) -> dict:
@@ -51,7 +51,7 @@ def read_init_weights(source: str | Path) -> tuple[dict, dict]:
         raw = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, AttributeError,
             KeyError, OSError) as e:
-        if "allowed global" in str(e) or "Unsupported global" in str(e):
+        if holds_pickled_objects(e):
             raise CheckpointError(f"--init-from {path} holds pickled Python objects (a whole pickled model?), "
                                   f"which were not unpickled for safety; save model.state_dict() instead") from None
         raise CheckpointError(f"--init-from {path} is not a readable torch file (corrupt?)") from None

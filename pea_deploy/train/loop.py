@@ -80,8 +80,11 @@ class Trainer:
         self.data = data if data is not None else load_data(recipe)  # given: runs sharing one dataset
         self.normalize = Normalize(self.data.mean, self.data.std)
         self.task = task_for(self.data, recipe.optim.label_smoothing)
-        recorded = load_checkpoint(self.paths.last).get("model_source") if resume and self.paths.last.exists() else None
-        built = build_run_model(recipe, self.data, fresh=not resume, recorded_source=recorded)
+        if resume and not self.paths.last.exists():
+            raise CheckpointError(f"cannot resume: {self.paths.last} does not exist")
+        saved = load_checkpoint(self.paths.last, map_location=self.device) if resume else None  # read once
+        built = build_run_model(recipe, self.data, fresh=not resume,
+                                recorded_source=saved.get("model_source") if saved else None)
         self.model, self.source, self.init_from = built.model.to(self.device), built.source, built.init_from
         self.teacher = built.teacher.to(self.device) if built.teacher is not None else None
         t = recipe.train
@@ -113,8 +116,8 @@ class Trainer:
         self.start_scores: dict | None = None
         self.best: dict = {}
         self.wall_time = 0.0
-        if resume:
-            self._resume()
+        if saved is not None:
+            self._resume(saved)
 
     def close(self) -> None:
         """Leave the process group this trainer joined (nothing when not distributed)."""
@@ -148,10 +151,7 @@ class Trainer:
             "start_scores": self.start_scores,
         }
 
-    def _resume(self) -> None:
-        if not self.paths.last.exists():
-            raise CheckpointError(f"cannot resume: {self.paths.last} does not exist")
-        state = load_checkpoint(self.paths.last, map_location=self.device)
+    def _resume(self, state: dict) -> None:
         check_resumable(state["recipe"], self.recipe, self.paths.root)
         try:
             self.model.load_state_dict(state["model"])
