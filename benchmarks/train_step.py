@@ -3,10 +3,11 @@
     python benchmarks/train_step.py [--models resnet18:1.0,mobilenet-v1:0.25] [--batch 64] [--act gelu]
                                     [--compile] [--device cuda --amp --channels-last]
 
-Prints, per net and configuration, the median step time (forward + backward + SGD step), the bytes
-autograd saves for backward (the activation memory that grows with the batch), the process's peak
-memory (each configuration runs in its own child process, so ru_maxrss is its own; on CUDA
-torch.cuda.max_memory_allocated), then the ratios PEA / Act-only and PEA / ReLU-only.
+Prints, per net and configuration, the median step time (forward + backward + SGD step; the
+configurations' steps interleaved in one process, round by round), the bytes autograd saves for
+backward (the activation memory that grows with the batch), the peak memory (each configuration in
+its own child process, so ru_maxrss is its own; on CUDA torch.cuda.max_memory_allocated), then the
+ratios PEA / Act-only and PEA / ReLU-only.
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ def make(kind: str, args) -> torch.nn.Module:
     return net
 
 
-def measure(kind: str, args, device: torch.device) -> dict:
+def prepare(kind: str, args, device: torch.device):
+    """(one training step as a function, bytes autograd saves for backward in one step)."""
     torch.manual_seed(0)
     net = make(kind, args).to(device).train()
     if args.channels_last:
@@ -65,23 +67,40 @@ def measure(kind: str, args, device: torch.device) -> dict:
         opt.step()
 
     step(count_saved=True)
+    return step, saved[0]
+
+
+def measure_memory(kind: str, args, device: torch.device) -> dict:
+    """In a fresh process: saved-for-backward bytes and the peak memory of training steps."""
+    step, saved = prepare(kind, args, device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
     for _ in range(args.warmup):
         step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-    times = []
-    for _ in range(args.steps):
-        t0 = time.perf_counter()
-        step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t0)
-    out = {"step_s": statistics.median(times), "saved_bytes": saved[0],
-           "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+    out = {"saved_bytes": saved, "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
     if device.type == "cuda":
         out["cuda_peak_bytes"] = torch.cuda.max_memory_allocated()
     return out
+
+
+def measure_times(kinds: list[str], args, device: torch.device) -> dict[str, float]:
+    """Median step time per configuration, the configurations' steps interleaved round by round in
+    one process, so a noisy neighbour or a clock change hits every configuration alike."""
+    steps = {k: prepare(k, args, device)[0] for k in kinds}
+    for step in steps.values():
+        for _ in range(args.warmup):
+            step()
+    times = {k: [] for k in kinds}
+    for _ in range(args.steps):
+        for k, step in steps.items():
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            step()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            times[k].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in times.items()}
 
 
 class _null:
@@ -106,7 +125,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--size", type=int, default=32)
     ap.add_argument("--act", default="gelu")
-    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--steps", type=int, default=15, help="timed rounds (each runs every configuration once)")
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--amp", action="store_true", help="bf16 autocast (CUDA)")
@@ -118,18 +137,28 @@ def main() -> None:
     if args.only:
         args.model, width = args.models.split(":")
         args.width = float(width)
-        print(json.dumps(measure(args.only, args, device)))
+        print(json.dumps(measure_memory(args.only, args, device)))
         return
     kinds = ["relu", "act", "pea-weighted", "pea-stochastic"]
     print(f"# batch {args.batch}, {args.size}x{args.size}, small stem, act {args.act}, device {device}, "
           f"torch {torch.__version__}, threads {torch.get_num_threads()}, amp {args.amp}, "
           f"channels_last {args.channels_last}, compile {args.compile}")
-    for spec in args.models.split(","):
+    specs = args.models.split(",")
+    # Every memory child first: Linux carries a process's peak RSS across fork and exec, so a child
+    # started after this process has run the timed nets would report this process's peak.
+    memory = {}
+    for spec in specs:
         argv = ["--models", spec, "--batch", str(args.batch), "--size", str(args.size), "--act", args.act,
                 "--steps", str(args.steps), "--warmup", str(args.warmup), "--device", args.device]
         argv += [flag for flag, on in (("--amp", args.amp), ("--channels-last", args.channels_last),
                                        ("--compile", args.compile)) if on]
-        res = {k: _child(k, argv) for k in kinds}
+        memory[spec] = {k: _child(k, argv) for k in kinds}
+    for spec in specs:
+        res = memory[spec]
+        args.model, width = spec.split(":")
+        args.width = float(width)
+        for k, seconds in measure_times(kinds, args, device).items():
+            res[k]["step_s"] = seconds
         print(f"\n## {spec.replace(':', ' width ')}")
         mem = "cuda peak MiB" if device.type == "cuda" else "peak RSS MiB"
         print(f"{'config':16s} {'step ms':>9s} {'saved MiB':>10s} {mem:>14s}")

@@ -120,13 +120,13 @@ def test_weighted_saves_only_its_input():
     assert nbytes < naive_bytes
 
 
-def test_stochastic_saves_input_and_bool_mask():
+def test_stochastic_by_channel_saves_input_and_bool_mask():
     x = torch.randn(32, 16, 8, 8, requires_grad=True)
-    m = StochasticEnsemble("swish", "relu").train()
+    m = StochasticEnsemble("swish", "relu", granularity="channel").train()
     m.set_alpha(0.5)
     count, nbytes = _saved_bytes(m, x)
     assert count == 2
-    assert nbytes == x.numel() * 4 + x.numel() * 1
+    assert nbytes == x.numel() * 4 + 32 * 16 * 1
 
 
 def test_alpha_is_a_buffer_in_state_dict():

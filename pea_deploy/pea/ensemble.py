@@ -1,12 +1,13 @@
 """The two PEA ensembles (Utasi 2022, Eq. 1 and Eq. 3) as nn.Modules.
 
 Both compute `w * T(x) + (1 - w) * Act(x)`: the weighted ensemble with w = alpha, the stochastic one
-with w = r ~ Bernoulli(alpha) drawn per element, channel or tensor. One custom autograd function
-serves both: it saves only the input (and, for the stochastic case, the boolean mask) and recomputes
-the derivatives in backward, so training never keeps the two activation outputs alive.
+with w = r ~ Bernoulli(alpha) drawn per element, channel or tensor. Custom autograd functions save
+only the input (and, for the stochastic case, the mask: one bit per element) and recompute the
+derivatives in backward, so training never keeps the two activation outputs alive.
 
-Exactness: at alpha == 0 and alpha == 1 the weighted ensemble computes only Act(x) or only T(x), so
-its output is exactly that activation, bit for bit; in between, `lerp_` mixes the two in place.
+Exactness: at alpha == 0 and alpha == 1 both ensembles compute only Act(x) or only T(x), so the
+output is exactly that activation, bit for bit; in between, `lerp_` mixes the two in place, with a
+float weight of exactly 0 or 1 per element for the stochastic ensemble (exact picks, no branches).
 """
 
 from __future__ import annotations
@@ -17,23 +18,44 @@ import torch
 from torch import Tensor, nn
 
 from ..registry import GRANULARITIES
+from . import bernoulli
 from .activations import Activation, smooth_activation, target_activation
 
 
 # Elements blended per step: the second branch is computed a chunk at a time, so the ensemble's
-# transient memory is a few MiB, not a second activation-sized tensor (peak memory = Act-only's).
+# transient memory is a few MiB, not a second activation-sized tensor (peak memory = Act-only's),
+# and each chunk's second and third pass read from cache.
 CHUNK = 1 << 18
 
 
-def _chunks(*tensors: Tensor):
-    """Matching flat slices of same-shape, same-layout dense tensors; the whole tensors otherwise."""
+def _flat(tensors: list[Tensor]) -> list[Tensor] | None:
+    """1-D views in memory order of same-shape, same-strides dense tensors (contiguous or
+    channels_last); None when there is no such view."""
     first = tensors[0]
-    if all(t.is_contiguous() and t.shape == first.shape for t in tensors) and first.numel() > CHUNK:
-        flat = [t.view(-1) for t in tensors]
-        for i in range(0, first.numel(), CHUNK):
+    if any(t.shape != first.shape or t.stride() != first.stride() for t in tensors):
+        return None
+    if first.is_contiguous():
+        return [t.view(-1) for t in tensors]
+    dense = (first.dim() == 4 and first.is_contiguous(memory_format=torch.channels_last)) or \
+            (first.dim() == 5 and first.is_contiguous(memory_format=torch.channels_last_3d))
+    if dense:
+        return [t.as_strided((t.numel(),), (1,), t.storage_offset()) for t in tensors]
+    return None
+
+
+def _chunks(*tensors: Tensor):
+    """Matching flat slices of same-layout dense tensors; the whole tensors otherwise."""
+    flat = _flat(list(tensors))
+    if flat is not None and tensors[0].numel() > CHUNK:
+        for i in range(0, tensors[0].numel(), CHUNK):
             yield [f[i:i + CHUNK] for f in flat]
     else:
         yield list(tensors)
+
+
+def _like(t: Tensor, layout: Tensor) -> Tensor:
+    """t with layout's strides (a copy only when they differ), so both have one flat order."""
+    return t if t.stride() == layout.stride() else torch.empty_like(layout).copy_(t)
 
 
 def _blend(out: Tensor, other, x: Tensor, weight, *rest: Tensor) -> Tensor:
@@ -46,6 +68,19 @@ def _blend(out: Tensor, other, x: Tensor, weight, *rest: Tensor) -> Tensor:
     else:
         for o, xc, *rc in _chunks(out, x, *rest):
             o.lerp_(other(xc, *rc), weight)
+    return out
+
+
+def _pick(out: Tensor, other, mask: Tensor, x: Tensor, *rest: Tensor) -> Tensor:
+    """out[i] <- other(x, *rest)[i] where mask[i] == 1, in place; mask is uint8 0/1 in x's flat
+    (memory) order. A float 0/1 weight in lerp_ picks exactly and, unlike torch.where on a random
+    mask, runs without mispredicted branches."""
+    flat = _flat([out, x, *rest])
+    weight = torch.empty(min(out.numel(), CHUNK), dtype=out.dtype, device=out.device)
+    for i in range(0, out.numel(), CHUNK):
+        o, xc, *rc = (f[i:i + CHUNK] for f in flat)
+        w = weight[:o.numel()].copy_(mask[i:i + o.numel()])
+        o.lerp_(other(xc, *rc), w)
     return out
 
 
@@ -77,7 +112,7 @@ class _EnsembleFn(torch.autograd.Function):
             return torch.where(mask[0], target.vjp(grad_out, x), act.vjp(grad_out, x)), None, None, None
         if not mask and ctx.weight in (0.0, 1.0):
             return (target if ctx.weight == 1.0 else act).vjp(grad_out, x), None, None, None
-        grad_out = grad_out.contiguous()
+        grad_out = _like(grad_out, x)
         weight = mask[0] if mask else ctx.weight
         grad_in = act.vjp(grad_out, x)
         return _blend(grad_in, lambda xc, gc: target.vjp(gc, xc), x, weight, grad_out), None, None, None
@@ -90,6 +125,35 @@ def ensemble(x: Tensor, weight, act: Activation, target: Activation) -> Tensor:
     ensemble: True picks the target). No gradient flows to it: alpha is scheduled, not learned.
     """
     return _EnsembleFn.apply(x, weight, act, target)
+
+
+class _StochasticFn(torch.autograd.Function):
+    """Per-element stochastic ensemble that draws its own mask (bernoulli.draw_mask) and saves it
+    packed, 1 bit per element: the CPU fast path of StochasticEnsemble."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, alpha: float, act: Activation, target: Activation) -> Tensor:
+        ctx.act, ctx.target = act, target
+        if _flat([x]) is None:
+            x = x.contiguous()
+        mask = bernoulli.draw_mask(x.numel(), alpha, device=x.device)
+        ctx.save_for_backward(x, bernoulli.pack(mask))
+        return _pick(_like(act.fn(x), x), target.fn, mask, x)
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):
+        x, packed = ctx.saved_tensors
+        act, target = ctx.act, ctx.target
+        grad_out = _like(grad_out, x)
+        grad_in = _like(act.vjp(grad_out, x), x)
+        mask = bernoulli.unpack(packed)
+        return _pick(grad_in, lambda xc, gc: target.vjp(gc, xc), mask, x, grad_out), None, None, None
+
+
+def stochastic_ensemble(x: Tensor, alpha: float, act: Activation, target: Activation) -> Tensor:
+    """`target(x)` where r == 1 else `act(x)`, r ~ Bernoulli(alpha) per element from the global
+    generator; saves x and the mask packed 1 bit per element. 0 < alpha < 1 (the ends need no draw)."""
+    return _StochasticFn.apply(x, float(alpha), act, target)
 
 
 def _own_weighted(x: Tensor, own: nn.Module, target: Activation, w: float) -> Tensor:
@@ -196,7 +260,12 @@ class StochasticEnsemble(PEAEnsemble):
             if self.own is not None:
                 return _own_weighted(x, self.own, self.target, self._alpha_value)
             return ensemble(x, self._alpha_value, self.act, self.target)
-        mask = torch.rand(self._mask_shape(x), device=x.device) < self._alpha_value
+        w = self._alpha_value
+        if self.own is None and w in (0.0, 1.0):  # no draw can pick the other branch: skip it
+            return ensemble(x, w, self.act, self.target)
+        if self.own is None and self.granularity == "element" and x.device.type == "cpu":
+            return stochastic_ensemble(x, w, self.act, self.target)
+        mask = torch.rand(self._mask_shape(x), device=x.device) < w
         if self.own is not None:
             return _own_stochastic(x, self.own, self.target, mask, self._alpha_value)
         return ensemble(x, mask, self.act, self.target)
