@@ -25,8 +25,11 @@ PROG = "pea-verify-ops"
 @click.option("--list-targets", is_flag=True, help="print the built-in profiles and exit")
 @click.option("--describe", is_flag=True,
               help="print the target's supported operators, limits and rules as Markdown and exit")
+@click.option("--compiler/--no-compiler", default=None,
+              help="TFLite on an Ethos-U target: let Vela decide where each operator runs instead of the "
+                   "profile's limits [default: when Vela is installed]")
 @handle_errors(PROG)
-def main(models, target, profile_file, fmt, output, list_targets, describe):
+def main(models, target, profile_file, fmt, output, list_targets, describe, compiler):
     """Check ONNX/TFLite MODELs against an accelerator profile: only ReLU/ReLU6 activations (also
     when decomposed: Erf-GELU, Sigmoid*x, Softplus-Tanh-Mish), only the ops, dtypes and shapes the
     target runs."""
@@ -48,7 +51,7 @@ def main(models, target, profile_file, fmt, output, list_targets, describe):
         return
     if not models:
         raise ConfigError("no MODEL given")
-    reports = verify_models(models, profile)
+    reports = verify_models(models, profile, compiler)
     for r in reports:
         if r.verdict is Verdict.ERROR:
             click.echo(f"{PROG}: error: {r.path}: {one_line(r.error)}", err=True)

@@ -32,6 +32,7 @@ class Tensor:
     dtype: str                       # float32, int8, uint8, int32, ...
     shape: list | None               # ints; a str or None entry is a dynamic dimension
     is_constant: bool = False
+    quantization: tuple | None = None  # (scales, zero points) where the file has them (TFLite)
 
 
 @dataclass

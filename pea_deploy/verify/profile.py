@@ -37,7 +37,8 @@ from .ops import activation_kinds, op_kind
 _TOP = {"name", "description", "based_on", "activations", "int8", "static_shapes", "max_rank", "onnx", "tflite",
         "export"}
 _FORMAT_KEYS = {"ops", "output_only", "limits", "hardware_activations"}
-LIMIT_KEYS = ("max_kernel", "max_stride", "max_dilation", "max_dilated_kernel", "max_depth_multiplier")
+LIMIT_KEYS = ("max_kernel", "max_stride", "max_dilation", "max_dilated_kernel", "max_depth_multiplier",
+              "square_stride", "max_scale", "power_of_two_scale", "same_quantization")
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from .patterns import hint_for, likely_activation
 from .profile import Profile
 
 _INF = 3.0e38
-_GEOMETRY_KINDS = frozenset({"conv", "conv_transpose", "max_pool", "average_pool"})
+_GEOMETRY_KINDS = frozenset({"conv", "conv_transpose", "max_pool", "average_pool", "resize", "maximum", "minimum"})
 
 
 def applies_to(kinds):
@@ -133,7 +133,9 @@ def rule_output_only(g: Graph, node: Node, p: Profile):
 
 @applies_to(_GEOMETRY_KINDS)
 def rule_limits(g: Graph, node: Node, p: Profile):
-    """Kernel size, stride, dilation and depthwise multiplier must be within the target's limits."""
+    """Kernel size, stride, dilation, depthwise multiplier and resize factor must be within the target's
+    limits; where the target asks it, strides equal in both axes, resize factors powers of two and
+    inputs quantized as the output."""
     limits = p.rules_for(g.format).limits.get(node.op)
     if not limits:
         return []
@@ -146,7 +148,31 @@ def rule_limits(g: Graph, node: Node, p: Profile):
                               ("max_depth_multiplier", [mult], "depth multiplier")):
         if key in limits and values and max(values) > limits[key]:
             found.append((f"limit.{what.replace(' ', '_')}", f"{node.op} {what} {values} exceeds {p.name}'s limit {limits[key]}"))
+    if limits.get("square_stride") and len(stride) == 2 and stride[0] != stride[1]:
+        found.append(("limit.stride", f"{node.op} stride {stride} is not the same in both axes ({p.name})"))
+    scale = _resize_scale(g, node)
+    if scale is not None:
+        if "max_scale" in limits and max(scale) > limits["max_scale"]:
+            found.append(("limit.scale", f"{node.op} scale {scale} exceeds {p.name}'s limit {limits['max_scale']}"))
+        if limits.get("power_of_two_scale") and any(f != int(f) or int(f) & (int(f) - 1) for f in scale):
+            found.append(("limit.scale", f"{node.op} scale {scale}: {p.name} resizes by powers of two only"))
+    if limits.get("same_quantization"):
+        quants = {g.tensors[t].quantization for t in node.inputs + node.outputs if t in g.tensors}
+        if len(quants) > 1:
+            found.append(("limit.quantization", f"{node.op}: inputs and output must share one quantization on {p.name}"))
     return found
+
+
+def _resize_scale(g: Graph, node: Node) -> list[float] | None:
+    """Output / input height and width of a resize op with static 4-D NHWC (TFLite) shapes."""
+    if node.kind != "resize" or g.format != "tflite" or not node.inputs or not node.outputs:
+        return None
+    src, dst = g.tensors.get(node.inputs[0]), g.tensors.get(node.outputs[0])
+    if not src or not dst or not src.shape or not dst.shape or len(src.shape) != 4 or len(dst.shape) != 4:
+        return None
+    if not all(isinstance(d, int) and d > 0 for d in src.shape[1:3] + dst.shape[1:3]):
+        return None
+    return [dst.shape[1] / src.shape[1], dst.shape[2] / src.shape[2]]
 
 
 _INT_TYPES = {"int8", "uint8"}
@@ -225,7 +251,7 @@ def _float_model(g: Graph) -> bool:
     """No quantization at all: no Q/DQ (ONNX), no 8-bit tensor (TFLite)."""
     if g.qdq:
         return not any(n.kind in QDQ for n in g.nodes)
-    return not any(t.dtype in _INT_TYPES for t in g.tensors.values())
+    return not any(t.dtype in _INT_TYPES or t.dtype == "int16" for t in g.tensors.values())  # 16x8 counts
 
 
 def _model_level_findings(g: Graph, p: Profile, found: list[Violation]) -> list[Violation]:

@@ -90,8 +90,13 @@ def _read(schema, path: Path, buf: bytearray) -> Graph:
             buf_idx = ten.Buffer()
             is_const = bool(buf_idx) and buf_idx < model.BuffersLength() and (
                 model.Buffers(buf_idx).DataLength() > 0 or model.Buffers(buf_idx).Size() > 0)
+            q = ten.Quantization()
+            quant = None
+            if q is not None and q.ScaleLength():
+                quant = (tuple(float(v) for v in q.ScaleAsNumpy()),
+                         tuple(int(v) for v in q.ZeroPointAsNumpy()) if q.ZeroPointLength() else ())
             tensors[key] = Tensor((ten.Name() or b"").decode("utf-8", "replace"),
-                                  type_names.get(ten.Type(), "other"), shape, is_const)
+                                  type_names.get(ten.Type(), "other"), shape, is_const, quant)
             tnames.append(key)
         ins = [f"{s}:{i}" for i in sg.InputsAsNumpy()] if sg.InputsLength() else []
         outs = [f"{s}:{i}" for i in sg.OutputsAsNumpy()] if sg.OutputsLength() else []
