@@ -14,6 +14,7 @@ from torch import nn
 
 from pea_deploy.pea import StochasticEnsemble, stochastic_ensemble, smooth_activation, target_activation
 from pea_deploy.pea import bernoulli
+from test_ensemble import _saved_bytes
 
 
 def _within(count: int, n: int, p: float, sigmas: float = 6.0) -> bool:
@@ -106,15 +107,8 @@ def test_keeps_one_bit_per_element_for_backward():
     x = torch.randn(32, 16, 8, 8, requires_grad=True)
     m = StochasticEnsemble("swish", "relu").train()
     m.set_alpha(0.5)
-    saved = []
-
-    def keep(t):
-        saved.append(t)
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(keep, lambda t: t):
-        m(x).sum()
-    assert sum(t.numel() * t.element_size() for t in saved) == x.numel() * 4 + x.numel() // 8
+    count, nbytes = _saved_bytes(m, x)
+    assert nbytes == x.numel() * 4 + x.numel() // 8
 
 
 def test_endpoints_draw_nothing():

@@ -16,9 +16,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..errors import ExportStepError
+from ..verify.vela_placement import VELA_MAIN, vela_version
 from .steps import require
 
-_VELA_MAIN = "import sys; from ethosu.vela.vela import main; sys.exit(main())"
 _OPS = re.compile(r"^\s*(CPU|NPU) operators = (\d+)")
 _PLACED = re.compile(r"^\s*(CPU|NPU): (\S+) = (.*?)(?: \(outputs.*)?$")
 
@@ -46,17 +46,11 @@ class VelaResult:
         return {**asdict(self), "all_on_npu": self.all_on_npu}
 
 
-def vela_version() -> str:
-    from importlib.metadata import version
-
-    return version("ethos-u-vela")
-
-
 def compile_for_ethos_u(tflite: str | Path, accelerator: str, timeout_s: float = 600) -> VelaResult:
     """Run `vela --accelerator-config ACCELERATOR` on `tflite` in a scratch directory."""
     require("ethosu", f"compiling for {accelerator} with Vela", "vela")
     with tempfile.TemporaryDirectory(prefix="pea-vela-") as out:
-        cmd = [sys.executable, "-c", _VELA_MAIN, str(tflite), "--accelerator-config", accelerator,
+        cmd = [sys.executable, "-c", VELA_MAIN, str(tflite), "--accelerator-config", accelerator,
                "--output-dir", out, "--show-cpu-operations"]
         try:
             done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)

@@ -41,13 +41,13 @@ def padded(n: int) -> int:
     return (n + 7) // 8 * 8
 
 
-def draw_mask(n: int, alpha: float, device=None, out: Tensor | None = None) -> Tensor:
+def draw_mask(n: int, alpha: float, device=None) -> Tensor:
     """A uint8 tensor of padded(n) independent Bernoulli(alpha) draws (the first n are used).
 
     Draws from the global generator, so `torch.manual_seed` and a saved RNG state reproduce it."""
     words = torch.empty(padded(n) // 8, dtype=torch.int64, device=device).random_(_INT64_MIN, None)
     byte = words.view(torch.uint8)
-    mask = torch.empty_like(byte) if out is None else out
+    mask = torch.empty_like(byte)
     whole, fraction = split_threshold(alpha)
     if whole >= 256:  # alpha == 1
         return mask.fill_(1)

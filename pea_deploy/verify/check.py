@@ -52,7 +52,13 @@ def _ask_compiler(graph, profile: Profile, violations: list[Violation], compiler
         notes.append(f"hardware limits from the {profile.name} profile; install pea-deploy[vela] to have "
                      f"Vela decide them")
         return violations
-    cpu = vela_placement.cpu_placements(graph.path, accelerator)
+    try:
+        cpu = vela_placement.cpu_placements(graph.path, accelerator)
+    except vela_placement.VelaUnavailable as e:
+        if compiler:
+            raise
+        notes.append(f"hardware limits from the {profile.name} profile: {e}")
+        return violations
     kept = [v for v in violations if not v.reason_code.startswith(_COMPILER_DECIDES)]
     by_output = {graph.tensors[n.outputs[0]].name: n for n in graph.nodes if n.outputs and n.outputs[0] in graph.tensors}
     for name, reason in cpu.items():

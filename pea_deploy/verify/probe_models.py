@@ -8,7 +8,7 @@ differential check (`vela_agreement`) compiles each with Vela and compares with 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 _FUSED = {"NONE": 0, "RELU": 1, "RELU_N1_TO_1": 2, "RELU6": 3, "TANH": 4}
@@ -29,7 +29,6 @@ class ProbeCase:
     dtype: str = "int8"
     rank: int = 4
     batch: int = 1
-    extra: dict = field(default_factory=dict, compare=False, hash=False)
 
     @property
     def name(self) -> str:
@@ -127,7 +126,7 @@ def write_probe(case: ProbeCase, path: str | Path) -> Path:
         return len(tensors) - 1
 
     n, (h, w), c = case.batch, case.size, case.channels
-    in_shape = [n, h, w, c] if case.rank == 4 else [n, 2, h, w, c][:case.rank] if case.rank > 4 else [n, h, w, c]
+    in_shape = [n, 2, h, w, c] if case.rank == 5 else [n, h, w, c]
     x = tensor(in_shape, act_type)
     op = s.OperatorT()
     kh, kw = case.kernel

@@ -19,7 +19,8 @@ from pathlib import Path
 
 from ..errors import PeaError
 
-_VELA_MAIN = "import sys; from ethosu.vela.vela import main; sys.exit(main(sys.argv[1:]))"
+# Vela as a child process: `python -c VELA_MAIN ARGS...` (pea-export and the op check both run it so)
+VELA_MAIN = "import sys; from ethosu.vela.vela import main; sys.exit(main(sys.argv[1:]))"
 _CPU_OPS = re.compile(r"^\s*CPU operators = (\d+)", re.M)
 _CPU_OP = re.compile(r"^\s*CPU: (\S+) = (.*?)(?: \(outputs.*)?$", re.M)
 _WARNING = re.compile(r"^Warning \(supported operators\) operator: (\S+), ofm: '(.*)'\nReason: (.*)$", re.M)
@@ -44,7 +45,11 @@ def vela_version() -> str:
 def _run(tflite: Path, accelerator: str, out: str, in_process: bool) -> str:
     args = [str(tflite), "--accelerator-config", accelerator, "--output-dir", out, "--show-cpu-operations"]
     if not in_process:
-        done = subprocess.run([sys.executable, "-c", _VELA_MAIN, *args], capture_output=True, text=True, timeout=600)
+        try:
+            done = subprocess.run([sys.executable, "-c", VELA_MAIN, *args], capture_output=True, text=True,
+                                  timeout=600)
+        except subprocess.TimeoutExpired:
+            raise VelaUnavailable(f"Vela took over 600 s on {tflite}") from None
         return done.stdout + done.stderr
     from ethosu.vela.vela import main
 
