@@ -183,8 +183,17 @@ def test_reports_describe_the_artefacts(exported):
     for pkg in ("torch", "onnx", "onnxruntime", "ai-edge-litert"):
         assert report["versions"][pkg]
     assert report["target"]["name"] == "ethos-u55"
+    for row in report["parity"][1:]:
+        assert row["cosine"] > 0.99 and row["sqnr_db"] > 15, row    # measured 0.9995 / 29.6 dB
+    for name in ("model.int8.onnx", "model.int8.tflite"):
+        if name in report["artefacts"]:
+            errors = report["artefacts"][name]["layer_errors"]
+            assert errors and errors[0]["module"] and errors[0]["local_sqnr_db"] is not None
+            local = [e["local_sqnr_db"] for e in errors if e["local_sqnr_db"] is not None]
+            assert local == sorted(local)                                 # worst first
     md = (exported.out_dir / "report.md").read_text()
     assert "| model.int8.onnx | onnxruntime |" in md and "PASSED" in md
+    assert "## Per-layer int8 error: `model.int8.onnx`" in md
     assert not [p for p in exported.out_dir.iterdir() if p.name.startswith(".")]  # no staging left
 
 
@@ -194,6 +203,28 @@ def test_vela_places_every_operator_on_the_npu(exported):
     vela = exported.report.vela
     assert vela["accelerator"] == "ethos-u55-128" and vela["all_on_npu"]
     assert vela["npu_operators"] > 0 and vela["inference_time_ms"] > 0
+
+
+@needs_tflite
+@needs_vela
+def test_vela_system_config_changes_the_estimate(exported):
+    from pea_deploy.export.vela import compile_for_ethos_u
+
+    tflite = exported.out_dir / "model.int8.tflite"
+    slow = compile_for_ethos_u(tflite, "ethos-u55-128", system_config="Ethos_U55_Deep_Embedded",
+                               memory_mode="Shared_Sram")
+    fast = compile_for_ethos_u(tflite, "ethos-u55-128", system_config="Ethos_U55_High_End_Embedded",
+                               memory_mode="Shared_Sram")
+    assert (slow.system_config, fast.memory_mode) == ("Ethos_U55_Deep_Embedded", "Shared_Sram")
+    assert slow.inference_time_ms > fast.inference_time_ms          # Vela's own numbers for its configs
+    assert exported.report.vela["system_config"] == "Internal-Default"
+
+
+@needs_vela
+def test_unknown_vela_system_config_is_one_line(run_dir, tmp_path):
+    one_error_line(invoke(run_dir, "--target", "ethos-u55", "--vela-memory-mode", "Shared_SRAM",
+                          "--out", tmp_path / "o"), 2, "did you mean 'Shared_Sram'")
+    assert not (tmp_path / "o").exists()
 
 
 @needs_vela
@@ -223,6 +254,20 @@ def test_cli_end_to_end_onnx_uint8(run_dir, tmp_path):
     assert settings["calibration"]["samples"] == 64 and settings["activation_dtype"] == "uint8"
 
 
+@needs_tflite
+def test_cli_quantization_aware_tflite(run_dir, tmp_path):
+    out = tmp_path / "qat"
+    r = invoke(run_dir, "--target", "relu6", "--out", out, "--formats", "tflite", "--qat-epochs", "1",
+               "--latency-runs", "1", "--diagnose")
+    assert r.exit_code == 0, r.output
+    assert "quantization-aware training epoch 1/1: mean loss" in r.stderr
+    assert "## Per-layer int8 error: `model.int8.tflite`" in r.stderr          # --diagnose prints it
+    report = json.loads((out / "report.json").read_text())
+    assert report["settings"]["calibration"]["tflite_qat"]["epochs"] == 1
+    assert report["artefacts"]["model.int8.tflite"]["verify"]["verdict"] == "PASSED"
+    assert "quantization-aware fine-tuning 1 epoch(s)" in (out / "report.md").read_text()
+
+
 def test_bad_calibration_data_fails_parity_with_exit_4(run_dir, tmp_path):
     calib = tmp_path / "calib"
     calib.mkdir()
@@ -233,6 +278,7 @@ def test_bad_calibration_data_fails_parity_with_exit_4(run_dir, tmp_path):
                "--calib-samples", "8", "--latency-runs", "1")
     assert r.exit_code == 4, r.output
     assert "parity: model.int8.onnx" in r.stderr
+    assert "## Per-layer int8 error: `model.int8.onnx`" in r.stderr   # a failed parity shows where
     report = json.loads((out / "report.json").read_text())
     assert report["verdict"] == "FAILED" and report["exit_code"] == 4
     assert (out / "model.int8.onnx").exists()  # complete artefacts stay for inspection
@@ -286,7 +332,7 @@ def test_bad_inputs_give_one_line_and_no_artefacts(run_dir, tmp_path):
     corrupt = tmp_path / "corrupt.pt"
     corrupt.write_bytes(b"\x00not a checkpoint")
     one_error_line(invoke(corrupt, "--target", "relu-only", "--out", out), 2, "not a readable checkpoint")
-    one_error_line(invoke(run_dir, "--target", "ethos-u5", "--out", out), 2, "did you mean 'ethos-u55'")
+    one_error_line(invoke(run_dir, "--target", "ethos_u55", "--out", out), 2, "did you mean 'ethos-u55'")
     one_error_line(invoke(run_dir, "--target", "relu-only", "--out", out, "--formats", "onnx,coreml"), 2,
                    "unknown format 'coreml'")
     one_error_line(invoke(run_dir, "--target", "relu-only", "--out", out, "--calib-method", "kl"), 2,

@@ -1,4 +1,5 @@
-"""Differential tests: the ethos-u55 verdict against Arm's Vela compiling the same models.
+"""Differential tests: the Ethos-U profiles' verdicts against Arm's Vela compiling the same models
+for each profile's accelerator (ethos-u55-128, ethos-u65-256, ethos-u85-256).
 
 Every probe model (pea_deploy/verify/probe_models.py: 241 single-op int8/int16 TFLite models over
 kernel, stride, padding, dilation, depth multiplier, resize factor, dtype, rank, batch and fused or
@@ -17,9 +18,12 @@ from pea_deploy.verify.probe_models import ProbeCase, probe_cases, write_probe  
 from pea_deploy.verify.vela_agreement import run_agreement, summary_row  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def profile():
-    return load_profile("ethos-u55")
+ETHOS_U = ["ethos-u55", "ethos-u65", "ethos-u85"]
+
+
+@pytest.fixture(scope="module", params=ETHOS_U)
+def profile(request):
+    return load_profile(request.param)
 
 
 def test_at_least_100_generated_cases():
@@ -29,7 +33,7 @@ def test_at_least_100_generated_cases():
 
 def test_with_vela_deciding_limits_only_policy_disagrees(profile, tmp_path):
     results = run_agreement(profile, tmp_path, compiler=True)
-    row = summary_row("ethos-u55", results)
+    row = summary_row(profile.name, results)
     wrong = [(r.outcome, r.case.name, r.vela_reason, r.our_findings) for r in results
              if r.outcome in ("false accept", "false reject")]
     assert not wrong, wrong

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
 
 from pea_deploy.cli.verify_ops import main
@@ -370,3 +371,106 @@ def test_sarif_locations_are_uris(onnx_models, tmp_path):
     runs = json.loads(to_sarif([absolute, relative], load_profile("relu6")))["runs"][0]["results"]
     uris = {r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] for r in runs}
     assert any(u.startswith("file:///") for u in uris) and "no%20such%20dir/m%20odel.onnx" in uris
+
+
+def test_a_profile_extends_a_builtin_one(tmp_path):
+    """ethos-u65 is ethos-u55's data with another accelerator; a user's profile can do the same,
+    and tables merge key by key (one limit changed, the others kept)."""
+    from pea_deploy.verify.profile import load_profile_file
+
+    u55, u65 = load_profile("ethos-u55"), load_profile("ethos-u65")
+    assert u65.rules_for("tflite").ops == u55.rules_for("tflite").ops
+    assert u65.rules_for("tflite").limits == u55.rules_for("tflite").limits
+    assert u65.export["vela_accelerator"] == "ethos-u65-256" and u65.name == "ethos-u65"
+    mine = tmp_path / "mine.toml"
+    mine.write_text('extends = "ethos-u85"\nname = "mine"\ndescription = "d"\nbased_on = "b"\n'
+                    '[tflite.limits.CONV_2D]\nmax_kernel = 7\n')
+    profile = load_profile_file(mine)
+    conv = profile.rules_for("tflite").limits["CONV_2D"]
+    assert conv["max_kernel"] == 7 and conv["max_stride"] == 4       # 4 from ethos-u85, 7 from mine
+    assert profile.export["vela_accelerator"] == "ethos-u85-256"
+    mine.write_text('extends = "no-such"\nname = "mine"\ndescription = "d"\nbased_on = "b"\n')
+    with pytest.raises(ConfigError, match="'extends' must name a built-in profile"):
+        load_profile_file(mine)
+
+
+@pytest.mark.parametrize("module, code", [
+    (torch.nn.MaxPool2d(3, stride=4), "limit.stride"),
+    (torch.nn.AvgPool2d(9, stride=1), "limit.kernel"),
+    (torch.nn.ConvTranspose2d(3, 3, 3, stride=3), "limit.stride"),
+    (torch.nn.ConvTranspose2d(3, 3, 3, stride=(2, 1)), "limit.stride"),
+    (torch.nn.Upsample(scale_factor=3, mode="nearest"), "limit.scale"),
+])
+def test_ethos_u_limits_are_mirrored_on_the_onnx_side(module, code, tmp_path):
+    """What Vela puts on the CPU in TFLite (pool stride 4, average pool over 8, transposed conv
+    stride 3 or 2x1, resize x3) is refused in the ONNX model too."""
+    path = export_onnx(module.eval(), tmp_path / "m.onnx", 17, shape=(1, 3, 24, 24))
+    report = verify_model(path, load_profile("ethos-u55"))
+    assert code in {v.reason_code for v in report.violations}, [v.message for v in report.violations]
+
+
+@pytest.mark.parametrize("module", [torch.nn.MaxPool2d(3, stride=2), torch.nn.AvgPool2d(8, stride=3),
+                                    torch.nn.ConvTranspose2d(3, 3, 2, stride=2),
+                                    torch.nn.Upsample(scale_factor=2, mode="nearest")])
+def test_ethos_u_onnx_limits_pass_what_vela_runs(module, tmp_path):
+    path = export_onnx(module.eval(), tmp_path / "m.onnx", 17, shape=(1, 3, 24, 24))
+    report = verify_model(path, load_profile("ethos-u55"))
+    assert not [v for v in report.violations if v.reason_code.startswith("limit.")], \
+        [v.message for v in report.violations]
+
+
+def _probe(tmp_path, **kw):
+    from pea_deploy.verify.probe_models import ProbeCase, write_probe
+
+    case = ProbeCase(**kw)
+    return write_probe(case, tmp_path / f"{case.name}.tflite")
+
+
+def _codes(path, target="edgetpu"):
+    return {v.reason_code for v in verify_model(path, load_profile(target)).violations}
+
+
+def test_edgetpu_refuses_a_batch_of_two_on_every_tensor(tmp_path):
+    """Coral: only the 3 innermost dimensions of any tensor may exceed 1; the check reads every
+    operator's output, not only the model's inputs and outputs."""
+    assert "shape.outer_dims" in _codes(_probe(tmp_path, op="CONV_2D", batch=2))
+    assert "shape.outer_dims" not in _codes(_probe(tmp_path, op="CONV_2D", batch=1))
+    assert "shape.outer_dims" not in _codes(_probe(tmp_path, op="CONV_2D", batch=2), "ethos-u55")
+
+
+@pytest.mark.parametrize("op", ["MAX_POOL_2D", "AVERAGE_POOL_2D"])
+def test_edgetpu_refuses_a_fused_activation_on_pooling(op, tmp_path):
+    assert "limit.fused_activation" in _codes(_probe(tmp_path, op=op, fused="RELU"))
+    assert "limit.fused_activation" not in _codes(_probe(tmp_path, op=op))
+
+
+def _onnx_channel_op(path, op: str, out_shape: list[int]):
+    """A one-op ONNX model on [1, 3, 8, 8] that pads or reduces along the channel axis."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    if op == "Pad":
+        inits = [helper.make_tensor("pads", TensorProto.INT64, [8], [0, 1, 0, 0, 0, 1, 0, 0])]
+        node = helper.make_node("Pad", ["x", "pads"], ["y"])
+    else:
+        inits = [helper.make_tensor("axes", TensorProto.INT64, [1], [1])]
+        node = helper.make_node("ReduceMean", ["x", "axes"], ["y"], keepdims=1)
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, out_shape)], inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), path)
+    return path
+
+
+def test_edgetpu_limits_on_onnx_softmax_gemm_mean_and_pad(tmp_path):
+    """The Coral notes mirrored on ONNX: Softmax 1-D and at most 16,000 elements, a reduction or a
+    pad along height and width only."""
+    cases = [(torch.nn.Softmax(dim=1), (1, 20000), "limit.elements"),
+             (torch.nn.Softmax(dim=1), (1, 10, 4, 4), "limit.rank")]
+    for i, (module, shape, code) in enumerate(cases):
+        path = export_onnx(module.eval(), tmp_path / f"m{i}.onnx", 17, shape=shape)
+        assert code in _codes(path), (module, shape, _codes(path))
+    for op, out_shape in (("Pad", [1, 5, 8, 8]), ("ReduceMean", [1, 1, 8, 8])):   # along channels
+        assert "limit.axes" in _codes(_onnx_channel_op(tmp_path / f"{op}.onnx", op, out_shape))
+    fine = export_onnx(torch.nn.Sequential(torch.nn.ZeroPad2d(1), torch.nn.Flatten(), torch.nn.Softmax(dim=1)).eval(),
+                       tmp_path / "ok.onnx", 17, shape=(1, 1, 8, 8))
+    assert not {c for c in _codes(fine) if c.startswith("limit.")}

@@ -29,38 +29,64 @@ def _formats(ctx, param, value):
               help="comma-separated: onnx (fp32 + int8 QDQ), tflite (full-integer int8; pea-deploy[tflite])")
 @click.option("--calib-data", type=click.Path(), help="folder of calibration images  [default: the run's training split]")
 @click.option("--calib-samples", type=int, default=256, show_default=True, help="calibration images")
-@click.option("--calib-method", default="minmax", show_default=True, help="ONNX calibration: minmax, entropy, percentile")
+@click.option("--calib-method", help="activation ranges: minmax, percentile (both formats), entropy (ONNX), "
+              "histogram (TFLite)  [default: minmax for ONNX, histogram for TFLite]")
 @click.option("--activation-dtype", help="ONNX int8 activations: int8 or uint8 (faster on x86 onnxruntime)  [default: the profile's]")
 @click.option("--opset", type=int, help="ONNX opset  [default: the profile's]")
 @click.option("--max-drop", type=float, default=1.0, show_default=True,
               help="fail (exit 4) when an artefact's top-1 (segmentation: mIoU) is more than this many points below torch")
+@click.option("--min-cosine", type=float,
+              help="fail (exit 4) when an artefact's mean output cosine to torch is below this (top-1 on a small "
+              "split can hide a broken int8 model; not applied to a quantization-aware TFLite, retrained on "
+              "purpose)  [default: 0.99]")
 @click.option("--parity-samples", type=int, help="validation images for parity  [default: the whole split]")
 @click.option("--checkpoint", "which", default="best", show_default=True,
               help="for a run directory: best (best ReLU-only epoch) or last")
 @click.option("--model-file", help="PATH.py:FUNCTION of your own network, when the file the run recorded has "
               "moved (its sha256 must match)")
 @click.option("--latency-runs", type=int, default=50, show_default=True, help="timed batch-1 inferences per artefact")
+@click.option("--vela-system-config", help="Vela system config for the Ethos-U performance estimate (a name from "
+              "Vela's Arm/vela.ini, e.g. Ethos_U55_High_End_Embedded)  [default: the profile's, else Vela's internal]")
+@click.option("--vela-memory-mode", help="Vela memory mode (Arm/vela.ini, e.g. Shared_Sram)  [default: the profile's, "
+              "else Vela's internal]")
+@click.option("--qat-epochs", type=int, default=0, show_default=True,
+              help="fine-tune the TFLite model quantization-aware for this many epochs on the run's training split "
+              "(when post-training int8 loses too much)")
+@click.option("--qat-lr", type=float, default=1e-3, show_default=True, help="quantization-aware training learning rate (SGD)")
+@click.option("--diagnose", is_flag=True, help="print the per-layer int8 error tables (always in report.md; "
+              "printed anyway when parity fails)")
+@click.option("--diagnose-samples", type=int, default=16, show_default=True,
+              help="validation images for the per-layer int8 error report")
 @click.option("-q", "--quiet", is_flag=True, help="print only the verdict line")
 @handle_errors(PROG)
 def main(source, target, profile_file, out, formats, calib_data, calib_samples, calib_method, activation_dtype,
-         opset, max_drop, parity_samples, which, model_file, latency_runs, quiet):
+         opset, max_drop, min_cosine, parity_samples, which, model_file, latency_runs, vela_system_config, vela_memory_mode, qat_epochs, qat_lr, diagnose, diagnose_samples,
+         quiet):
     """Verify alpha = 1, strip the PEA ensembles to ReLU/ReLU6, export ONNX (fp32 and int8) and
     full-integer TFLite, prove parity on real validation images and check every artefact against
     the target profile. Writes the artefacts, report.json and report.md to --out."""
     from ..export import ExportOptions, export_checkpoint
+    from ..export.report import FailureKind, layer_error_section
 
     profile = resolve_profile(target, profile_file)
     if out is None:
         src = Path(source)
         out = (src if src.is_dir() else src.parent) / "export" / profile.name
+    gates = {} if min_cosine is None else {"min_cosine": min_cosine}
     options = ExportOptions(formats=formats, calib_dir=calib_data, calib_samples=calib_samples,
                             calib_method=calib_method, activation_dtype=activation_dtype, opset=opset,
                             max_drop=max_drop, parity_samples=parity_samples, checkpoint=which, model_file=model_file,
-                            latency_runs=latency_runs)
+                            latency_runs=latency_runs, diagnose_samples=diagnose_samples,
+                            qat_epochs=qat_epochs, qat_lr=qat_lr, vela_system_config=vela_system_config,
+                            vela_memory_mode=vela_memory_mode, **gates)
     command = command_line(PROG)
     log = None if quiet else (lambda msg: click.echo(f"{PROG}: {msg}", err=True))
     result = export_checkpoint(source, profile, out, options, command=command, log=log)
     if not quiet:
+        parity_failed = any(f.kind is FailureKind.PARITY for f in result.failures)
+        if diagnose or parity_failed:
+            for line in layer_error_section(result.report.artefacts):
+                click.echo(line, err=True)
         for failure in result.failures:
             click.echo(f"{PROG}: {failure}", err=True)
         for name, path in result.artefacts.items():

@@ -6,6 +6,9 @@
     export_onnx(relu_net, example, "model.fp32.onnx", opset=17)
     quantize_onnx("model.fp32.onnx", "model.int8.onnx", calibration_images)
     export_tflite_int8(relu_net, calibration_images, "model.int8.tflite")   # pea-deploy[tflite]
+    onnx_layer_errors("model.fp32.onnx", "model.int8.onnx", images)          # which layer loses int8
+    quantized = qat_finetune(relu_net, calibration_images, batches, loss)    # when post-training loses
+    write_tflite(quantized, "model.int8.tflite")
 
 or all of it, with parity, verification and reports: `export_checkpoint(run, "ethos-u55", "out/")`.
 """
@@ -19,6 +22,8 @@ _EXPORTS = {
     "export_tflite_int8": ".tflite_export", "compile_for_ethos_u": ".vela",
     "OnnxRunner": ".runtimes", "TFLiteRunner": ".runtimes", "TorchRunner": ".runtimes",
     "latency_ms": ".runtimes", "calibration_inputs": ".samples", "validation_inputs": ".samples",
+    "pt2e_quantize": ".tflite_export", "write_tflite": ".tflite_export", "qat_finetune": ".qat",
+    "onnx_layer_errors": ".onnx_layer_error", "tflite_layer_errors": ".tflite_layer_error",
 }
 
 __all__ = sorted(_EXPORTS)

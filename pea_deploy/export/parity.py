@@ -29,6 +29,11 @@ class ParityRow:
     max_abs_diff: float     # max |output - torch output| (logits)
     drop: float             # torch score minus this score, in points
     iou: list | None = field(default=None)  # segmentation: per-class IoU % (None = class absent)
+    # Output fidelity, which top-1 on a small split hides: the mean over images of the cosine between
+    # this artefact's and torch's output (all logits of an image flattened), and the output SQNR in
+    # dB, 10*log10(sum ref^2 / sum (out - ref)^2) over the whole split.
+    cosine: float | None = None
+    sqnr_db: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -39,7 +44,8 @@ class ParityRow:
         if "score" not in d:
             d = {**{k: v for k, v in d.items() if k != "top1"}, "metric": "top1", "score": d["top1"]}
         return cls(**{k: d[k] for k in ("artefact", "runtime", "samples", "metric", "score", "agreement",
-                                        "max_abs_diff", "drop")}, iou=d.get("iou"))
+                                        "max_abs_diff", "drop")}, iou=d.get("iou"), cosine=d.get("cosine"),
+                   sqnr_db=d.get("sqnr_db"))
 
 
 class ParityScorer:
@@ -51,6 +57,7 @@ class ParityScorer:
         self.tallies: dict = {}
         self.runtimes: dict[str, str] = {}
         self.max_diff: dict[str, float] = {}
+        self.fidelity: dict[str, OutputFidelity] = {}
         self.samples = 0
 
     def add(self, name: str, runtime: str, outputs: np.ndarray, reference: np.ndarray, labels: np.ndarray) -> None:
@@ -59,16 +66,51 @@ class ParityScorer:
         t.add(torch.from_numpy(outputs.argmax(1)), torch.from_numpy(reference.argmax(1)),
               torch.from_numpy(labels.astype(np.int64)))
         self.max_diff[name] = max(self.max_diff.get(name, 0.0), float(np.abs(outputs - reference).max()))
+        self.fidelity.setdefault(name, OutputFidelity()).add(outputs, reference)
 
     def rows(self, reference: str = "torch fp32") -> list[ParityRow]:
         ref_score, _ = self.tallies[reference].score()
         rows = []
         for name, t in self.tallies.items():
             score, iou = t.score()
+            fidelity = self.fidelity[name]
             rows.append(ParityRow(name, self.runtimes[name], self.samples, self.task.metric, round(score, 4),
                                   round(100.0 * t.same / max(t.counted, 1), 4), self.max_diff[name],
-                                  round(ref_score - score, 4), iou))
+                                  round(ref_score - score, 4), iou, round(fidelity.cosine, 6),
+                                  fidelity.sqnr_db))
         return rows
+
+
+class OutputFidelity:
+    """Running cosine (per image, then averaged) and SQNR of outputs against a reference, in float64
+    so that a split of any size sums without losing the small differences it measures."""
+
+    def __init__(self):
+        self.cosine_sum = self.signal = self.noise = 0.0
+        self.images = 0
+
+    def add(self, outputs: np.ndarray, reference: np.ndarray) -> None:
+        out = outputs.reshape(len(outputs), -1).astype(np.float64)
+        ref = reference.reshape(len(reference), -1).astype(np.float64)
+        norms = np.linalg.norm(out, axis=1) * np.linalg.norm(ref, axis=1)
+        # two all-zero outputs are the same output; one all-zero output shares no direction
+        cos = np.where(norms > 0, (out * ref).sum(1) / np.where(norms > 0, norms, 1.0),
+                       np.where(np.abs(out).sum(1) + np.abs(ref).sum(1) == 0, 1.0, 0.0))
+        self.cosine_sum += float(cos.sum())
+        self.signal += float((ref * ref).sum())
+        self.noise += float(((out - ref) ** 2).sum())
+        self.images += len(out)
+
+    @property
+    def cosine(self) -> float:
+        return self.cosine_sum / max(self.images, 1)
+
+    @property
+    def sqnr_db(self) -> float | None:
+        """None where the outputs equal the reference exactly (no noise to measure)."""
+        if self.noise == 0:
+            return None
+        return round(10.0 * float(np.log10(max(self.signal, 1e-300) / self.noise)), 3)
 
 
 def run_parity(runners: dict, inputs: LabelledInputs, task: str = "classification", num_classes: int = 0,

@@ -14,6 +14,7 @@ from pathlib import Path
 from ..atomic import write_text
 from ..metrics import METRIC_LABELS
 from ..outcomes import ExitCode, Verdict
+from .layer_error import TOP, TensorError, markdown_table
 from .parity import ParityRow
 
 SCHEMA_VERSION = 2
@@ -106,6 +107,23 @@ def _kib(n: int) -> str:
     return f"{n / 1024:.1f} KiB" if n < 1 << 20 else f"{n / (1 << 20):.2f} MiB"
 
 
+def _qat(qat: dict | None) -> str:
+    return f", then quantization-aware fine-tuning {qat['epochs']} epoch(s) at lr {qat['lr']:g}" if qat else ""
+
+
+def layer_error_section(artefacts: dict) -> list[str]:
+    """The worst-first per-layer int8 error table of each int8 artefact in report.json's artefacts."""
+    lines = []
+    for name, a in artefacts.items():
+        if a.get("layer_errors"):
+            lines += ["", f"## Per-layer int8 error: `{name}`", "",
+                      "Median per-channel SQNR; local: this tensor's own scale alone; accumulated: the runtime's "
+                      f"tensor after every layer before. Worst {min(TOP, len(a['layer_errors']))} of "
+                      f"{len(a['layer_errors'])} quantized tensors:", ""]
+            lines += markdown_table([TensorError(**e) for e in a["layer_errors"]])
+    return lines
+
+
 def to_markdown(report: ExportReport) -> str:
     report = report.to_dict()
     s = report["settings"]
@@ -117,8 +135,11 @@ def to_markdown(report: ExportReport) -> str:
         f"max |stripped - trained| = {report['strip']['max_abs_diff']:g} on {report['strip']['samples']} images",
         f"- validation: {s['validation']['source']}, {s['validation']['samples']} images",
         f"- calibration: {s['calibration']['source']} (ONNX: {s['calibration']['onnx_method']}, "
-        f"{s['activation_dtype']} activations; TFLite: {s['calibration']['tflite_observer']})",
-        f"- ONNX opset {s['opset']}, input NCHW {s['input_shape_nchw']}, max allowed drop {s['max_drop']:g} points",
+        f"{s['activation_dtype']} activations; TFLite: {s['calibration']['tflite_observer']}"
+        f"{_qat(s['calibration'].get('tflite_qat'))})",
+        f"- gates: an artefact fails when its {METRIC_LABELS[report['parity'][0]['metric']]} is more than "
+        f"{s['max_drop']:g} points below torch's, or its output cosine to torch is below {s.get('min_cosine', 0):g}",
+        f"- ONNX opset {s['opset']}, input NCHW {s['input_shape_nchw']}",
         "",
     ]
     if report["failures"]:
@@ -126,10 +147,13 @@ def to_markdown(report: ExportReport) -> str:
     metric = METRIC_LABELS[report["parity"][0]["metric"]]
     unit = "pixels" if report["parity"][0]["metric"] == "miou" else "images"
     lines += ["## Parity", "", f"| artefact | runtime | {metric} % | drop (points) | agreement with torch "
-              f"(% of {unit}) | max abs logit diff |", "|---|---|---:|---:|---:|---:|"]
+              f"(% of {unit}) | output cosine to torch | output SQNR dB | max abs logit diff |",
+              "|---|---|---:|---:|---:|---:|---:|---:|"]
     for r in report["parity"]:
+        cos = "" if r.get("cosine") is None else f"{r['cosine']:.4f}"
+        sqnr = "" if r.get("sqnr_db") is None else f"{r['sqnr_db']:.1f}"
         lines.append(f"| {r['artefact']} | {r['runtime']} | {r['score']:.2f} | {r['drop']:.2f} | "
-                     f"{r['agreement']:.2f} | {r['max_abs_diff']:.4g} |")
+                     f"{r['agreement']:.2f} | {cos} | {sqnr} | {r['max_abs_diff']:.4g} |")
     classes = report["checkpoint"].get("classes")
     if report["parity"][0].get("iou") and classes:
         lines += ["", "Per-class IoU %:", "", "| artefact | " + " | ".join(classes) + " |",
@@ -137,6 +161,7 @@ def to_markdown(report: ExportReport) -> str:
         for r in report["parity"]:
             cells = ["n/a" if v is None else f"{v:.2f}" for v in r["iou"]]
             lines.append(f"| {r['artefact']} | " + " | ".join(cells) + " |")
+    lines += layer_error_section(report["artefacts"])
     lines += ["", "## Artefacts", "", "| file | size | latency batch 1, 1 thread (median / p90 ms) | ops check "
               "| sha256 |", "|---|---:|---:|---|---|"]
     t = report["torch_latency_batch1_1thread"]
@@ -154,7 +179,8 @@ def to_markdown(report: ExportReport) -> str:
             lines.append(f"  - {viol['op']} `{viol['node_name']}`: {viol['message']} [{viol['reason_code']}]")
     vela = report.get("vela")
     if vela:
-        lines += ["", f"## Vela ({vela['accelerator']}, ethos-u-vela {vela['version']})", "",
+        lines += ["", f"## Vela ({vela['accelerator']}, ethos-u-vela {vela['version']}, system config "
+                  f"{vela.get('system_config', 'Internal-Default')}, memory mode {vela.get('memory_mode', 'Internal-Default')})", "",
                   f"- operators: {vela['npu_operators']} on the NPU, {vela['cpu_operators']} on the CPU",
                   f"- estimate: {vela['inference_time_ms']} ms per inference "
                   f"({vela['inferences_per_second']:.0f}/s), {vela['total_cycles']} cycles, "

@@ -55,11 +55,14 @@ class OnnxRunner:
 class TFLiteRunner:
     kind = "litert"
 
-    def __init__(self, path: str | Path, threads: int = 1, channels_last: bool = True):
+    def __init__(self, path: str | Path, threads: int = 1, channels_last: bool = True, keep_tensors: bool = False):
+        """`keep_tensors`: keep every intermediate tensor readable after invoke (a diagnosis; the
+        interpreter then runs without XNNPACK and holds all of them in memory)."""
         from ai_edge_litert.interpreter import Interpreter
 
         with native_output_captured(), step(f"loading {Path(path).name} in the LiteRT interpreter"):
-            self.interpreter = Interpreter(model_path=str(path), num_threads=threads)
+            self.interpreter = Interpreter(model_path=str(path), num_threads=threads,
+                                           experimental_preserve_all_tensors=keep_tensors)
             self.interpreter.allocate_tensors()
             self.inp = self.interpreter.get_input_details()[0]
             self.out = self.interpreter.get_output_details()[0]

@@ -5,6 +5,8 @@ op checker reads profiles but knows nothing of compilers).
     opset = 17                          # ONNX opset of the exported models (>= 13)
     activation_dtype = "int8"           # int8 or uint8 activations in the quantized ONNX model
     vela_accelerator = "ethos-u55-128"  # compile the int8 TFLite with Arm Vela for this config
+    vela_system_config = "Ethos_U55_High_End_Embedded"  # the performance estimate's system and memory
+    vela_memory_mode = "Shared_Sram"    #   mode, from Vela's Arm/vela.ini (default: Vela's internal one)
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ class ExportSettings:
     opset: int = 17
     activation_dtype: str = "int8"
     vela_accelerator: str | None = None
+    vela_system_config: str | None = None
+    vela_memory_mode: str | None = None
 
     @classmethod
     def from_profile(cls, profile: Profile) -> "ExportSettings":
@@ -45,7 +49,10 @@ class ExportSettings:
             known = vela_accelerators()
             if not isinstance(vela, str) or (known and vela not in known):
                 raise unknown_name(f"{where}: 'export.vela_accelerator'", vela, known or ("ethos-u55-128",))
-        return cls(opset, dtype, vela)
+        system, memory = raw.get("vela_system_config"), raw.get("vela_memory_mode")
+        check_vela_config(system, memory, (f"{where}: 'export.vela_system_config'",
+                                           f"{where}: 'export.vela_memory_mode'"))
+        return cls(opset, dtype, vela, system, memory)
 
 
 def vela_accelerators() -> tuple[str, ...]:
@@ -56,3 +63,30 @@ def vela_accelerators() -> tuple[str, ...]:
     from ethosu.vela.architecture_features import Accelerator
 
     return tuple(a.value for a in Accelerator)
+
+
+VELA_CONFIG_FILE = "Arm/vela.ini"  # the system configs and memory modes Arm ships inside Vela
+
+
+def vela_configs() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(system configs, memory modes) named in the installed Vela's Arm/vela.ini (empty without Vela)."""
+    spec = importlib.util.find_spec("ethosu")
+    if spec is None or not spec.submodule_search_locations:
+        return (), ()
+    import configparser
+    from pathlib import Path
+
+    ini = configparser.ConfigParser()
+    ini.read(Path(list(spec.submodule_search_locations)[0]) / "config_files" / VELA_CONFIG_FILE)
+    pick = lambda prefix: tuple(s.split(".", 1)[1] for s in ini.sections() if s.startswith(prefix + "."))  # noqa: E731
+    return pick("System_Config"), pick("Memory_Mode")
+
+
+def check_vela_config(system: str | None, memory: str | None,
+                      names: tuple[str, str] = ("--vela-system-config", "--vela-memory-mode")) -> None:
+    """Refuse a system config or memory mode Vela's Arm/vela.ini does not define (when Vela is
+    installed; without it pea-export asks for the extra before compiling)."""
+    systems, memories = vela_configs()
+    for name, value, known in ((names[0], system, systems), (names[1], memory, memories)):
+        if value is not None and (not isinstance(value, str) or (known and value not in known)):
+            raise unknown_name(name, value, known or (str(value),))

@@ -1,7 +1,8 @@
 """Full-integer TFLite without TensorFlow: litert-torch with torchao's PT2E quantization.
 
 export (strict, so that residual adds carry the source metadata the quantizer matches) ->
-prepare_pt2e with litert's symmetric per-channel config -> calibrate on real images ->
+prepare_pt2e with litert's symmetric per-channel config, corrected for ReLU6 and pads
+(tflite_quantizer) -> calibrate on real images ->
 convert_pt2e(fold_quantize=False) -> NHWC input wrapper -> litert_torch.convert. The result has
 int8 input and output, NHWC input, and integer tensors throughout. litert-torch is an optional extra
 (`pea-deploy[tflite]`, about 1.1 GB with jax and transformers).
@@ -10,6 +11,7 @@ int8 input and output, NHWC input, and integer tensors throughout. litert-torch 
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -18,40 +20,78 @@ from torch import nn
 from ..atomic import atomic_path
 from .deploy_fold import deployable_copy, transposed_convs_as_subpixel
 from .steps import native_output_captured, require, step
+from .tflite_quantizer import TFLITE_CALIBRATION_METHODS, nhwc_constant_pad, tflite_quantizer
+
+__all__ = ["export_tflite_int8", "pt2e_quantize", "write_tflite", "PT2EQuantized", "TFLITE_CALIBRATION_METHODS"]
 
 
-def export_tflite_int8(model: nn.Module, calibration: torch.Tensor, path: str | Path) -> Path:
-    """Write `model` (eval mode, plain ReLU/ReLU6) as a full-integer int8 TFLite file, calibrated on
-    `calibration` (normalised NCHW float images; the file takes NHWC int8, and a per-pixel output,
-    e.g. segmentation logits, comes out NHWC too). Returns the path."""
+@dataclass
+class PT2EQuantized:
+    """The PT2E stage of the TFLite export: the int8-simulating torch graph (quantize/dequantize
+    nodes around every quantized tensor, BatchNorm folded) and what the converter needs with it."""
+
+    graph: torch.fx.GraphModule
+    quantizer: object
+    example: torch.Tensor
+    spatial_output: bool
+
+
+def convertible_copy(model: nn.Module) -> nn.Module:
+    """An eval-mode copy with the deploy-time rewrites every int8 converter needs."""
     require("litert_torch", "the int8 TFLite export", "tflite")
     model = deployable_copy(model)
     transposed_convs_as_subpixel(model)
-    example = (calibration[:1].contiguous(),)
+    return model
+
+
+def pt2e_quantize(model: nn.Module, calibration: torch.Tensor, method: str = "histogram") -> PT2EQuantized:
+    """Export `model` with torch.export and quantize it with PT2E, calibrated on `calibration`. The
+    same inputs give the same scales, so a diagnosis can rebuild what an export quantized."""
+    model = convertible_copy(model)
+    example = calibration[:1].contiguous()
     with torch.no_grad():
-        spatial_output = model(example[0]).dim() == 4
+        spatial_output = model(example).dim() == 4
     with native_output_captured(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torchao/torch.export deprecation notes, not the user's concern
         with step("TFLite export (loading litert-torch)"):
-            import litert_torch
-            from litert_torch.quantize import pt2e_quantizer, quant_config
             from torchao.quantization.pt2e import quantize_pt2e
-
-            litert_torch.config.show_progress = False
         with step("TFLite export (torch.export, strict)"):
-            graph = torch.export.export(model, example, strict=True).module()
+            graph = torch.export.export(model, (example,), strict=True).module()
         with step("TFLite int8 calibration (torchao PT2E)"):
-            quantizer = pt2e_quantizer.PT2EQuantizer().set_global(
-                pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=True))
+            quantizer = tflite_quantizer(method)
             prepared = quantize_pt2e.prepare_pt2e(graph, quantizer)
             with torch.no_grad():
                 for i in range(len(calibration)):  # the exported graph is specialised to batch 1
                     prepared(calibration[i:i + 1])
             quantized = quantize_pt2e.convert_pt2e(prepared, fold_quantize=False)
+    return PT2EQuantized(quantized, quantizer, example, spatial_output)
+
+
+def export_tflite_int8(model: nn.Module, calibration: torch.Tensor, path: str | Path, *,
+                       method: str = "histogram") -> Path:
+    """Write `model` (eval mode, plain ReLU/ReLU6) as a full-integer int8 TFLite file, calibrated on
+    `calibration` (normalised NCHW float images; the file takes NHWC int8, and a per-pixel output,
+    e.g. segmentation logits, comes out NHWC too) with activation ranges chosen by `method` (one of
+    TFLITE_CALIBRATION_METHODS). Returns the path."""
+    return write_tflite(pt2e_quantize(model, calibration, method), path)
+
+
+def write_tflite(quantized: PT2EQuantized, path: str | Path) -> Path:
+    """Convert a PT2E-quantized graph (pt2e_quantize, or qat.qat_finetune) to a TFLite file."""
+    with native_output_captured(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with step("TFLite export (loading litert-torch)"):
+            import litert_torch
+            from litert_torch.quantize import quant_config
+
+            litert_torch.config.show_progress = False
+            nhwc_constant_pad()
         with step("TFLite conversion (litert-torch)"):
-            nhwc = litert_torch.to_channel_last_io(quantized, args=[0], outputs=[0] if spatial_output else None)
-            edge = litert_torch.convert(nhwc, (example[0].permute(0, 2, 3, 1).contiguous(),),
-                                        quant_config=quant_config.QuantConfig(pt2e_quantizer=quantizer))
+            nhwc = litert_torch.to_channel_last_io(quantized.graph, args=[0],
+                                                   outputs=[0] if quantized.spatial_output else None)
+            example = quantized.example.permute(0, 2, 3, 1).contiguous()
+            edge = litert_torch.convert(nhwc, (example,),
+                                        quant_config=quant_config.QuantConfig(pt2e_quantizer=quantized.quantizer))
             with atomic_path(path) as tmp:
                 edge.export(str(tmp))
     return Path(path)

@@ -18,6 +18,7 @@ from pathlib import Path
 from ..errors import ExportStepError
 from ..verify.vela_placement import VELA_MAIN, vela_version
 from .steps import require
+from .target import VELA_CONFIG_FILE, check_vela_config
 
 _OPS = re.compile(r"^\s*(CPU|NPU) operators = (\d+)")
 _PLACED = re.compile(r"^\s*(CPU|NPU): (\S+) = (.*?)(?: \(outputs.*)?$")
@@ -30,6 +31,8 @@ class VelaResult:
     npu_operators: int
     cpu_operators: int
     cpu_fallback: list[str] = field(default_factory=list)  # "OpType = tensor name" per CPU operator
+    system_config: str = "Internal-Default"   # Vela's names (Arm/vela.ini) the estimate assumed
+    memory_mode: str = "Internal-Default"
     inference_time_ms: float | None = None
     inferences_per_second: float | None = None
     npu_cycles: int | None = None
@@ -46,12 +49,19 @@ class VelaResult:
         return {**asdict(self), "all_on_npu": self.all_on_npu}
 
 
-def compile_for_ethos_u(tflite: str | Path, accelerator: str, timeout_s: float = 600) -> VelaResult:
-    """Run `vela --accelerator-config ACCELERATOR` on `tflite` in a scratch directory."""
+def compile_for_ethos_u(tflite: str | Path, accelerator: str, timeout_s: float = 600, *,
+                        system_config: str | None = None, memory_mode: str | None = None) -> VelaResult:
+    """Run `vela --accelerator-config ACCELERATOR` on `tflite` in a scratch directory; with a system
+    config or memory mode (names from Vela's Arm/vela.ini), the performance estimate uses them."""
     require("ethosu", f"compiling for {accelerator} with Vela", "vela")
+    check_vela_config(system_config, memory_mode, ("Vela system config", "Vela memory mode"))
     with tempfile.TemporaryDirectory(prefix="pea-vela-") as out:
         cmd = [sys.executable, "-c", VELA_MAIN, str(tflite), "--accelerator-config", accelerator,
                "--output-dir", out, "--show-cpu-operations"]
+        if system_config or memory_mode:
+            cmd += ["--config", VELA_CONFIG_FILE]
+            cmd += ["--system-config", system_config] if system_config else []
+            cmd += ["--memory-mode", memory_mode] if memory_mode else []
         try:
             done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
         except subprocess.TimeoutExpired:
@@ -68,7 +78,9 @@ def compile_for_ethos_u(tflite: str | Path, accelerator: str, timeout_s: float =
                 fallback.append(f"{m.group(2)} = {m.group(3)}")
         if "NPU" not in counts or "CPU" not in counts:
             raise ExportStepError("Vela compilation gave no operator summary (unexpected Vela output)")
-        result = VelaResult(accelerator, vela_version(), counts["NPU"], counts["CPU"], fallback)
+        result = VelaResult(accelerator, vela_version(), counts["NPU"], counts["CPU"], fallback,
+                            system_config=system_config or "Internal-Default",
+                            memory_mode=memory_mode or "Internal-Default")
         summaries = list(Path(out).glob("*_summary_*.csv"))
         if summaries:
             with open(summaries[0], newline="") as f:

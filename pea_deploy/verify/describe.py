@@ -22,7 +22,8 @@ def describe_profile(p: Profile) -> str:
              f"(any other, also decomposed, is rejected)" + _hardware(p),
              f"- int8: {'every tensor 8-bit, no float compute, 8-bit model I/O' if p.int8 else 'float or 8-bit'}",
              f"- static shapes: {'required on model inputs and outputs' if p.static_shapes else 'not required'}",
-             f"- max tensor rank: {p.max_rank}",
+             f"- max tensor rank: {p.max_rank}" + (f"; only the {p.innermost_dims} innermost dimensions of any "
+                                                    f"tensor may exceed 1" if p.innermost_dims else ""),
              "- pea-export: " + (", ".join(f"{k.replace('_', ' ')} `{v}`" for k, v in p.export.items())
                                  or "default settings"), ""]
     for fmt in ("onnx", "tflite"):

@@ -76,6 +76,10 @@ def _walk(graph, onnx, prefix: str, nodes: list, tensors: dict, consts: dict) ->
             attrs["clip"] = (lo, hi)
         if node.op_type in ("Conv", "ConvTranspose", "MaxPool", "AveragePool"):
             attrs.update(_geometry(node, attrs, tensors))
+        if node.op_type == "Resize":  # inputs X, roi, scales, sizes: the factor, where constant
+            for key, index in (("resize_scales", 2), ("resize_sizes", 3)):
+                if len(node.input) > index and node.input[index] in consts:
+                    attrs[key] = [float(v) for v in consts[node.input[index]]]
         nodes.append(Node(len(nodes), node.name, node.op_type, list(node.input), list(node.output),
                           prefix, None, attrs))
         for a in node.attribute:

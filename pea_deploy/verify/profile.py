@@ -2,6 +2,8 @@
 
 Schema (every key checked; unknown keys are errors):
 
+    extends = "ethos-u55"              # optional: start from this built-in profile; tables merge
+                                       #   key by key, every other value here replaces the base's
     name = "my-npu"                    # required
     description = "one line"           # required
     based_on = "source of the op list" # required: where the lists below come from
@@ -9,6 +11,8 @@ Schema (every key checked; unknown keys are errors):
     int8 = true                        # every tensor int8: no float compute, int8 model I/O
     static_shapes = true               # no dynamic dimension on any model input/output
     max_rank = 4                       # highest tensor rank the target handles
+    innermost_dims = 3                 # optional: only this many innermost dimensions of any tensor
+                                       #   may exceed 1 (the rest, batch included, must be 1)
     [onnx]
     ops = ["Conv", "Add", ...]         # non-activation ops the target runs
     output_only = ["Softmax"]          # allowed only where they produce a model output
@@ -35,10 +39,11 @@ from ..package_data import packaged_files
 from .ops import activation_kinds, op_kind
 
 _TOP = {"name", "description", "based_on", "activations", "int8", "static_shapes", "max_rank", "onnx", "tflite",
-        "export"}
+        "export", "extends", "innermost_dims"}
 _FORMAT_KEYS = {"ops", "output_only", "limits", "hardware_activations"}
 LIMIT_KEYS = ("max_kernel", "max_stride", "max_dilation", "max_dilated_kernel", "max_depth_multiplier",
-              "square_stride", "max_scale", "power_of_two_scale", "same_quantization")
+              "square_stride", "max_scale", "power_of_two_scale", "same_quantization", "no_fused_activation",
+              "one_dimensional_input", "one_dimensional_output", "max_elements", "spatial_axes_only")
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,7 @@ class Profile:
     tflite: FormatRules
     source: str = ""
     export: dict = field(default_factory=dict)  # the [export] table as written: pea-export's business
+    innermost_dims: int | None = None  # only this many innermost dims of a tensor may exceed 1
 
     def rules_for(self, fmt: str) -> FormatRules:
         return self.onnx if fmt == "onnx" else self.tflite
@@ -76,7 +82,7 @@ class Profile:
                 "activations": sorted(self.activations), "int8": self.int8,
                 "static_shapes": self.static_shapes, "max_rank": self.max_rank,
                 "onnx": fr(self.onnx), "tflite": fr(self.tflite), "source": self.source,
-                "export": dict(self.export)}
+                "export": dict(self.export), "innermost_dims": self.innermost_dims}
 
 
 def _err(where: str, msg: str) -> ConfigError:
@@ -138,23 +144,51 @@ def parse_profile(raw: dict, where: str) -> Profile:
     rank = raw.get("max_rank", 4)
     if not isinstance(rank, int) or isinstance(rank, bool) or rank < 1:
         raise _err(where, "'max_rank' must be a positive integer")
+    inner = raw.get("innermost_dims")
+    if inner is not None and (not isinstance(inner, int) or isinstance(inner, bool) or inner < 1):
+        raise _err(where, "'innermost_dims' must be a positive integer")
     return Profile(raw["name"], raw["description"], raw["based_on"], frozenset(acts),
                    raw.get("int8", False), raw.get("static_shapes", False), rank,
                    _format_rules(raw.get("onnx", {}), where, "onnx"),
-                   _format_rules(raw.get("tflite", {}), where, "tflite"), where, _table(raw.get("export", {}), where))
+                   _format_rules(raw.get("tflite", {}), where, "tflite"), where, _table(raw.get("export", {}), where),
+                   inner)
 
 
-def load_profile_file(path: str | Path) -> Profile:
-    path = Path(path)
+def _read_toml(path: Path) -> dict:
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"profile file {path} does not exist") from None
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"cannot read profile {path}: {e}") from None
     except tomllib.TOMLDecodeError as e:
         raise _err(str(path), f"not valid TOML: {e}") from None
-    return parse_profile(raw, str(path))
+
+
+def _merged(base: dict, override: dict) -> dict:
+    out = dict(base)
+    for key, value in override.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def _resolve_extends(raw: dict, where: str, seen: tuple[str, ...] = ()) -> dict:
+    """`raw` on top of the built-in profile it extends (and that one's base, and so on)."""
+    base_name = raw.get("extends")
+    if base_name is None:
+        return raw
+    profiles = builtin_profiles()
+    if not isinstance(base_name, str) or base_name not in profiles:
+        raise _err(where, f"'extends' must name a built-in profile ({', '.join(sorted(profiles))}), got {base_name!r}")
+    if base_name in seen:
+        raise _err(where, f"'extends' loops: {' -> '.join(seen + (base_name,))}")
+    base = _resolve_extends(_read_toml(profiles[base_name]), str(profiles[base_name]), seen + (base_name,))
+    return _merged({k: v for k, v in base.items() if k != "extends"}, {k: v for k, v in raw.items() if k != "extends"})
+
+
+def load_profile_file(path: str | Path) -> Profile:
+    path = Path(path)
+    return parse_profile(_resolve_extends(_read_toml(path), str(path)), str(path))
 
 
 def builtin_profiles() -> dict[str, Path]:

@@ -131,14 +131,52 @@ def rule_output_only(g: Graph, node: Node, p: Profile):
     return []
 
 
-@applies_to(_GEOMETRY_KINDS)
 def rule_limits(g: Graph, node: Node, p: Profile):
     """Kernel size, stride, dilation, depthwise multiplier and resize factor must be within the target's
-    limits; where the target asks it, strides equal in both axes, resize factors powers of two and
-    inputs quantized as the output."""
+    limits; where the target asks it, strides equal in both axes, resize factors powers of two,
+    inputs quantized as the output, no fused activation, a one-dimensional input or output, at most
+    so many elements, and a reduction or pad along height and width only."""
     limits = p.rules_for(g.format).limits.get(node.op)
     if not limits:
         return []
+    found = _geometry_limits(g, node, p, limits) if node.kind in _GEOMETRY_KINDS else []
+    return found + _shape_limits(g, node, p, limits)
+
+
+def _shape(g: Graph, name: str | None) -> list | None:
+    t = g.tensors.get(name) if name else None
+    return t.shape if t is not None and t.shape and all(isinstance(d, int) for d in t.shape) else None
+
+
+def _shape_limits(g: Graph, node: Node, p: Profile, limits: dict) -> list[tuple[str, str]]:
+    found = []
+    if limits.get("no_fused_activation") and node.fused_activation not in (None, "NONE"):
+        found.append(("limit.fused_activation", f"{node.op} with a fused {node.fused_activation}: {p.name} runs "
+                                                f"{node.op} without a fused activation only"))
+    src = _shape(g, node.inputs[0]) if node.inputs else None
+    dst = _shape(g, node.outputs[0]) if node.outputs else None
+    for key, shape, role in (("one_dimensional_input", src, "input"), ("one_dimensional_output", dst, "output")):
+        if limits.get(key) and shape and sum(d > 1 for d in shape) > 1:
+            found.append(("limit.rank", f"{node.op} {role} has shape {shape}; {p.name} needs it one-dimensional"))
+    if "max_elements" in limits and src and _product(src) > limits["max_elements"]:
+        found.append(("limit.elements", f"{node.op} input has {_product(src)} elements; {p.name}'s limit is "
+                                        f"{limits['max_elements']}"))
+    if limits.get("spatial_axes_only") and src and dst and len(src) == 4:
+        channel = 1 if g.format == "onnx" else -1   # NCHW / NHWC
+        if dst[0] != src[0] or dst[channel] != src[channel]:
+            found.append(("limit.axes", f"{node.op} changes the batch or channel axis ({src} -> {dst}); "
+                                        f"{p.name} reduces or pads along height and width only"))
+    return found
+
+
+def _product(shape) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+def _geometry_limits(g: Graph, node: Node, p: Profile, limits: dict) -> list[tuple[str, str]]:
     a = node.attrs
     kernel, stride, dil, mult = a.get("kernel", []), a.get("stride", []), a.get("dilation", []), a.get("depth_multiplier", 1)
     dilated = [(k - 1) * d + 1 for k, d in zip(kernel, dil)] if len(dil) == len(kernel) else kernel
@@ -164,15 +202,22 @@ def rule_limits(g: Graph, node: Node, p: Profile):
 
 
 def _resize_scale(g: Graph, node: Node) -> list[float] | None:
-    """Output / input height and width of a resize op with static 4-D NHWC (TFLite) shapes."""
-    if node.kind != "resize" or g.format != "tflite" or not node.inputs or not node.outputs:
+    """Output / input height and width of a 4-D resize: an ONNX Resize's constant scales, else its
+    sizes or the static shapes (NCHW); a TFLite resize's static shapes (NHWC)."""
+    if node.kind != "resize" or not node.inputs or not node.outputs:
         return None
+    scales = node.attrs.get("resize_scales")
+    if g.format == "onnx" and scales and len(scales) == 4:
+        return scales[2:4]
     src, dst = g.tensors.get(node.inputs[0]), g.tensors.get(node.outputs[0])
-    if not src or not dst or not src.shape or not dst.shape or len(src.shape) != 4 or len(dst.shape) != 4:
+    hw = slice(2, 4) if g.format == "onnx" else slice(1, 3)
+    src_hw = src.shape[hw] if src and src.shape and len(src.shape) == 4 else []
+    sizes = node.attrs.get("resize_sizes")
+    dst_hw = sizes[2:4] if sizes and len(sizes) == 4 else (
+        dst.shape[hw] if dst and dst.shape and len(dst.shape) == 4 else [])
+    if len(src_hw) != 2 or len(dst_hw) != 2 or not all(isinstance(d, (int, float)) and d > 0 for d in src_hw + dst_hw):
         return None
-    if not all(isinstance(d, int) and d > 0 for d in src.shape[1:3] + dst.shape[1:3]):
-        return None
-    return [dst.shape[1] / src.shape[1], dst.shape[2] / src.shape[2]]
+    return [dst_hw[0] / src_hw[0], dst_hw[1] / src_hw[1]]
 
 
 _INT_TYPES = {"int8", "uint8"}
@@ -206,7 +251,22 @@ def rule_int8(g: Graph, node: Node, p: Profile):
     return []
 
 
-NODE_RULES = (rule_activation, rule_fused_activation, rule_supported_op, rule_output_only, rule_limits, rule_int8)
+def rule_outer_dims(g: Graph, node: Node, p: Profile):
+    """Only the target's innermost dimensions of a tensor may exceed 1 (a batch of 2 is refused)."""
+    n = p.innermost_dims
+    # an op of constants only (Constant, a weight's DequantizeLinear) computes a weight, not an activation
+    if not n or all(g.tensors.get(t) is not None and g.tensors[t].is_constant for t in node.inputs if t):
+        return []
+    for name in node.outputs:
+        shape = _shape(g, name)
+        if shape and len(shape) > n and any(d > 1 for d in shape[:-n]):
+            return [("shape.outer_dims", f"{node.op} output {name} has shape {shape}; on {p.name} only the "
+                                         f"{n} innermost dimensions may exceed 1")]
+    return []
+
+
+NODE_RULES = (rule_activation, rule_fused_activation, rule_supported_op, rule_output_only, rule_limits, rule_int8,
+              rule_outer_dims)
 
 
 def model_rules(g: Graph, p: Profile) -> list[tuple[str, str, str]]:
