@@ -193,3 +193,17 @@ def test_quantization_aware_finetuning_refuses_bad_settings():
         qat_finetune(torch.nn.Linear(2, 2), torch.zeros(2, 2), lambda e: [], torch.nn.functional.mse_loss, epochs=0)
     with pytest.raises(ConfigError, match="--qat-epochs"):
         ExportOptions(qat_epochs=2, formats=("onnx",)).validate()
+
+
+@needs_tflite
+def test_a_relu_after_depth_to_space_is_quantized(tmp_path):
+    """A transposed conv exports as conv + depth-to-space; the ReLU after it is no conv's fused
+    activation, and litert-torch left it in float (DEQUANTIZE, float RELU) until it got an observer."""
+    from pea_deploy.export import export_tflite_int8
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.ConvTranspose2d(8, 8, 3, 2, 1, output_padding=1), torch.nn.ReLU()).eval()
+    path = export_tflite_int8(net, torch.randn(8, 8, 16, 16), tmp_path / "up.tflite")
+    ops = Counter(n.op for n in read_model(path).nodes)
+    assert ops["RELU"] == 1 and not {"QUANTIZE", "DEQUANTIZE"} & set(ops), ops
+    assert verify_model(path, load_profile("ethos-u55")).passed   # Vela, where installed, agrees

@@ -15,7 +15,10 @@ pytest.importorskip("ethosu", reason="Vela (pea-deploy[vela]) is not installed")
 
 from pea_deploy.verify import load_profile  # noqa: E402
 from pea_deploy.verify.probe_models import ProbeCase, probe_cases, write_probe  # noqa: E402
+from pea_deploy.verify.probe_networks import network_probes  # noqa: E402
 from pea_deploy.verify.vela_agreement import run_agreement, summary_row  # noqa: E402
+
+CAN_CONVERT = __import__("importlib").util.find_spec("litert_torch") is not None
 
 
 ETHOS_U = ["ethos-u55", "ethos-u65", "ethos-u85"]
@@ -26,13 +29,25 @@ def profile(request):
     return load_profile(request.param)
 
 
-def test_at_least_100_generated_cases():
-    cases = probe_cases()
+@pytest.fixture(scope="module")
+def cases():
+    """The single-op probes and, with pea-deploy[tflite], the multi-op networks converted once into
+    a directory every profile's run reads (the conversion is the slow part)."""
+    return probe_cases() + (network_probes() if CAN_CONVERT else [])
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    return tmp_path_factory.mktemp("probes")
+
+
+def test_at_least_100_generated_cases(cases):
     assert len(cases) >= 100 and len({c.name for c in cases}) == len(cases)
+    assert not CAN_CONVERT or len(cases) - len(probe_cases()) >= 10   # multi-op networks included
 
 
-def test_with_vela_deciding_limits_only_policy_disagrees(profile, tmp_path):
-    results = run_agreement(profile, tmp_path, compiler=True)
+def test_with_vela_deciding_limits_only_policy_disagrees(profile, cases, workdir):
+    results = run_agreement(profile, workdir, compiler=True, cases=cases)
     row = summary_row(profile.name, results)
     wrong = [(r.outcome, r.case.name, r.vela_reason, r.our_findings) for r in results
              if r.outcome in ("false accept", "false reject")]
@@ -40,8 +55,8 @@ def test_with_vela_deciding_limits_only_policy_disagrees(profile, tmp_path):
     assert row["policy reject"] > 0  # the probes include GELU, LOGISTIC, ...: the policy is exercised
 
 
-def test_profile_limits_alone_never_accept_what_vela_puts_on_the_cpu(profile, tmp_path):
-    results = run_agreement(profile, tmp_path, compiler=False)
+def test_profile_limits_alone_never_accept_what_vela_puts_on_the_cpu(profile, cases, workdir):
+    results = run_agreement(profile, workdir, compiler=False, cases=cases)
     accepted_wrongly = [r.case.name for r in results if r.outcome == "false accept"]
     assert not accepted_wrongly
     # and the fallback is an approximation: some models Vela's rewrites place on the NPU are rejected

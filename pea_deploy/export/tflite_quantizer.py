@@ -5,7 +5,7 @@ Measured on depthwise-separable ReLU6 nets (issue 16):
   quantized over the conv's pre-activation range, negatives included: about half of the 256 int8
   levels go to values ReLU6 has already clamped to 0. Here conv/linear + hardtanh is annotated as
   litert-torch annotates conv + relu (one observer, after the activation), and any other hardtanh
-  gets its own output observer. For quantization-aware training the same holds with the BatchNorm
+  or ReLU (after a depth-to-space, say) gets its own output observer instead of running in float. For quantization-aware training the same holds with the BatchNorm
   still in the graph (conv + BatchNorm + ReLU6/ReLU, conv + BatchNorm).
 - An explicit zero pad (TF-style "same" padding before a stride-2 conv) gets an observer of its own,
   which becomes a requantizing QUANTIZE op; a pad only adds zeros, so it shares its input's.
@@ -81,7 +81,7 @@ def tflite_quantizer(method: str = "histogram", qat: bool = False):
                 source = n.args[0] if n.args else None
                 if not isinstance(source, Node):
                     continue
-                if _call(n, _CLAMPS):
+                if _call(n, _CLAMPS) or _call(n, _RELUS):
                     n.meta["quantization_annotation"] = QuantizationAnnotation(
                         input_qspec_map={source: get_input_act_qspec(cfg)},
                         output_qspec=get_output_act_qspec(cfg), _annotated=True)

@@ -6,6 +6,9 @@ A false accept (we pass, Vela puts the operator on the CPU) is a bug in the prof
 ReLU rule on an activation the hardware runs (`hardware_activations` in the profile).
 
     python -m pea_deploy.verify.vela_agreement [PROFILE ...]   # prints the agreement table
+
+The cases are probe_models' single ops and, where litert-torch is installed, probe_networks' small
+multi-op networks converted by pea-export's own TFLite path.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from pathlib import Path
 
 from .check import verify_model
 from .probe_models import ProbeCase, probe_cases, write_probe
+from .probe_networks import NetworkProbe, network_probes
 from .profile import Profile, load_profile
 from .vela_placement import on_npu
 
@@ -24,7 +28,7 @@ from .vela_placement import on_npu
 
 @dataclass
 class CaseResult:
-    case: ProbeCase
+    case: ProbeCase | NetworkProbe
     vela_npu: bool
     vela_reason: str
     ours_pass: bool
@@ -46,21 +50,32 @@ def _is_policy(violations, profile: Profile) -> bool:
 
 
 def run_agreement(profile: Profile, workdir: str | Path, compiler: bool,
-                  cases: list[ProbeCase] | None = None) -> list[CaseResult]:
-    """Compile every case with Vela (the profile's [export] vela_accelerator) and check it with
-    pea-verify-ops: with compiler=False on the profile's limits alone, with True as pea-verify-ops
-    runs where Vela is installed."""
+                  cases: list | None = None) -> list[CaseResult]:
+    """Compile every case (ProbeCase, or NetworkProbe: written once per workdir) with Vela (the
+    profile's [export] vela_accelerator) and check it with pea-verify-ops: with compiler=False on
+    the profile's limits alone, otherwise as pea-verify-ops runs where Vela is installed (a model
+    Vela cannot compile at all is then checked on the limits)."""
     accelerator = profile.export.get("vela_accelerator")
     if not accelerator:
         raise ValueError(f"profile {profile.name} names no Vela accelerator ([export] vela_accelerator)")
     results = []
     for case in cases or probe_cases():
-        path = write_probe(case, Path(workdir) / f"{case.name}.tflite")
+        path = Path(workdir) / f"{case.name}.tflite"
+        if isinstance(case, NetworkProbe):
+            path = path if path.exists() else case.write(path)
+        else:
+            write_probe(case, path)
         npu, reason = on_npu(path, accelerator, in_process=True)
-        report = verify_model(path, profile, compiler=compiler)
+        report = verify_model(path, profile, compiler=None if compiler else False)
         findings = [f"{v.reason_code}: {v.message}" for v in report.violations]
         results.append(CaseResult(case, npu, reason, report.passed, findings, _is_policy(report.violations, profile)))
     return results
+
+
+def _can_convert() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("litert_torch") is not None
 
 
 def summary_row(label: str, results: list[CaseResult]) -> dict:
@@ -77,7 +92,8 @@ def main(argv: list[str] | None = None) -> int:
         for name in names:
             for compiler in (False, True):
                 label = f"{name} ({'Vela decides limits' if compiler else 'profile limits only'})"
-                results = run_agreement(load_profile(name), work, compiler)
+                cases = probe_cases() + (network_probes() if _can_convert() else [])
+                results = run_agreement(load_profile(name), work, compiler, cases)
                 rows.append(summary_row(label, results))
                 for r in results:
                     if r.outcome in ("false accept", "false reject"):

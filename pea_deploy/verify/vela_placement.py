@@ -59,6 +59,8 @@ def _run(tflite: Path, accelerator: str, out: str, in_process: bool) -> str:
             main(args)
         except SystemExit:
             pass
+        except Exception as e:  # noqa: BLE001 - Vela's U85 back end raises on graphs it cannot read
+            print(f"Vela failed: {type(e).__name__}: {' '.join(str(e).split())}")
     return buf.getvalue()
 
 
@@ -92,6 +94,12 @@ def _compile(tflite: Path, accelerator: str, in_process: bool) -> dict[str, str]
 
 
 def on_npu(tflite: str | Path, accelerator: str, in_process: bool = False) -> tuple[bool, str]:
-    """(every operator on the NPU, the first CPU reason)."""
-    cpu = cpu_placements(tflite, accelerator, in_process)
+    """(every operator on the NPU, the first CPU reason). A model Vela cannot compile at all (its U85
+    back end refuses a float HARD_SWISH outright) runs nowhere on the NPU."""
+    if not vela_available():
+        raise VelaUnavailable("Vela is not installed (pip install 'pea-deploy[vela]')")
+    try:
+        cpu = cpu_placements(tflite, accelerator, in_process)
+    except VelaUnavailable as e:
+        return False, str(e)
     return not cpu, next(iter(cpu.values()), "")
