@@ -86,7 +86,8 @@ def _quantized_tensors(graph: torch.fx.GraphModule) -> list[tuple[Node, float, i
 
 
 def _tflite_tensors(runner: TFLiteRunner) -> list[dict]:
-    """The interpreter's input and op output tensors, in execution order."""
+    """The interpreter's input and op output tensors, in execution order (op order from the
+    interpreter's `_get_ops_details`, the one place LiteRT's Python API gives it)."""
     interp = runner.interpreter
     details = {t["index"]: t for t in interp.get_tensor_details()}
     order = [runner.inp["index"]] + [i for op in interp._get_ops_details() for i in op["outputs"] if i >= 0]
@@ -120,6 +121,7 @@ def tflite_layer_errors(quantized: PT2EQuantized, tflite_path: str | Path, image
     local = {name: ChannelNoise() for name in keep}
     accumulated = {name: ChannelNoise() for name in keep}
     matched = None
+    details = {t["index"]: t for t in runner.interpreter.get_tensor_details()}
     with step("per-layer error: running the PT2E graph and the LiteRT interpreter"), torch.no_grad():
         for image in images.astype(np.float32):
             x = torch.from_numpy(image[None])
@@ -133,7 +135,7 @@ def tflite_layer_errors(quantized: PT2EQuantized, tflite_path: str | Path, image
                 ref = float_run.kept[node.name]
                 local[node.name].add(fake_quantize(ref, scale, zero_point, qmin, qmax), ref)
                 if node.name in matched:
-                    accumulated[node.name].add(_dequantized(runner, matched[node.name], ref.shape), ref)
+                    accumulated[node.name].add(_dequantized(runner, details[matched[node.name]], ref.shape), ref)
     rows = []
     for node, scale, zero_point, _, _ in found:
         module, op = _module_of(node.args[0])
@@ -142,11 +144,9 @@ def tflite_layer_errors(quantized: PT2EQuantized, tflite_path: str | Path, image
     return rows
 
 
-def _dequantized(runner: TFLiteRunner, index: int, shape: tuple) -> np.ndarray:
-    interp = runner.interpreter
-    detail = next(t for t in interp.get_tensor_details() if t["index"] == index)
+def _dequantized(runner: TFLiteRunner, detail: dict, shape: tuple) -> np.ndarray:
     scale, zero_point = detail["quantization"]
-    value = (interp.get_tensor(index).astype(np.float32) - zero_point) * scale
+    value = (runner.interpreter.get_tensor(detail["index"]).astype(np.float32) - zero_point) * scale
     if value.ndim == 4 and len(shape) == 4 and value.shape != tuple(shape):
         value = value.transpose(0, 3, 1, 2)  # the file is NHWC inside
     return value.reshape(shape)

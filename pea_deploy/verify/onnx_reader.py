@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from math import prod
 from pathlib import Path
 
 from .graph import Graph, Node, Tensor, UnreadableModel
@@ -16,23 +17,16 @@ def _const_values(graph, onnx) -> dict[str, list[float]]:
 
     values = {}
     for init in graph.initializer:
-        if init.data_location != 1 and _numel(init.dims) <= 16:  # 1 = EXTERNAL: not loaded
+        if init.data_location != 1 and prod(init.dims) <= 16:  # 1 = EXTERNAL: not loaded
             values[init.name] = numpy_helper.to_array(init).reshape(-1).tolist()
     for node in graph.node:
         if node.op_type == "Constant":
             for attr in node.attribute:
-                if attr.name == "value" and _numel(attr.t.dims) <= 16:
+                if attr.name == "value" and prod(attr.t.dims) <= 16:
                     values[node.output[0]] = numpy_helper.to_array(attr.t).reshape(-1).tolist()
                 elif attr.name in ("value_float", "value_int"):
                     values[node.output[0]] = [attr.f if attr.name == "value_float" else attr.i]
     return values
-
-
-def _numel(dims) -> int:
-    n = 1
-    for d in dims:
-        n *= d
-    return n
 
 
 def _shape(type_proto) -> list | None:

@@ -5,6 +5,7 @@ op kinds it applies to (`@applies_to`); `check_graph` runs on each node only the
 from __future__ import annotations
 
 from dataclasses import dataclass
+from math import prod
 
 from .graph import Graph, Node
 from .ops import QDQ, STRUCTURAL, activation_kinds, op_kind
@@ -158,8 +159,8 @@ def _shape_limits(g: Graph, node: Node, p: Profile, limits: dict) -> list[tuple[
     for key, shape, role in (("one_dimensional_input", src, "input"), ("one_dimensional_output", dst, "output")):
         if limits.get(key) and shape and sum(d > 1 for d in shape) > 1:
             found.append(("limit.rank", f"{node.op} {role} has shape {shape}; {p.name} needs it one-dimensional"))
-    if "max_elements" in limits and src and _product(src) > limits["max_elements"]:
-        found.append(("limit.elements", f"{node.op} input has {_product(src)} elements; {p.name}'s limit is "
+    if "max_elements" in limits and src and prod(src) > limits["max_elements"]:
+        found.append(("limit.elements", f"{node.op} input has {prod(src)} elements; {p.name}'s limit is "
                                         f"{limits['max_elements']}"))
     if limits.get("spatial_axes_only") and src and dst and len(src) == 4:
         channel = 1 if g.format == "onnx" else -1   # NCHW / NHWC
@@ -167,13 +168,6 @@ def _shape_limits(g: Graph, node: Node, p: Profile, limits: dict) -> list[tuple[
             found.append(("limit.axes", f"{node.op} changes the batch or channel axis ({src} -> {dst}); "
                                         f"{p.name} reduces or pads along height and width only"))
     return found
-
-
-def _product(shape) -> int:
-    n = 1
-    for d in shape:
-        n *= d
-    return n
 
 
 def _geometry_limits(g: Graph, node: Node, p: Profile, limits: dict) -> list[tuple[str, str]]:
