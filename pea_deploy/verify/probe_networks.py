@@ -84,7 +84,11 @@ def network_probes() -> list[NetworkProbe]:
                      (1, 8, 14, 14)),
         NetworkProbe("squeeze-excite-hardsigmoid-gate", lambda: _SqueezeExcite(16, nn.Hardsigmoid()),
                      (1, 16, 8, 8)),
+        # at the model input litert-torch keeps the block in NCHW (TRANSPOSE, MEAN over depth); after a
+        # conv, as in a real net, it is NHWC throughout (MEAN over height and width)
         NetworkProbe("squeeze-excite-relu6-gate", lambda: _SqueezeExcite(16, nn.ReLU6()), (1, 16, 8, 8)),
+        NetworkProbe("conv-squeeze-excite-conv", lambda: nn.Sequential(
+            nn.Conv2d(c, 16, 3, 1, 1), nn.ReLU(), _SqueezeExcite(16, nn.ReLU6()), nn.Conv2d(16, 16, 1), nn.ReLU())),
         NetworkProbe("gelu-block", lambda: nn.Sequential(nn.Conv2d(c, c, 3, 1, 1), nn.GELU())),
         NetworkProbe("hardswish-block", lambda: nn.Sequential(nn.Conv2d(c, c, 3, 1, 1), nn.Hardswish())),
     ]
