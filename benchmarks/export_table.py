@@ -28,7 +28,7 @@ def rows(report: ExportReport) -> list[str]:
     vela = report.vela
     extra = (f"; Vela {vela['accelerator']}: {vela['npu_operators']} NPU / {vela['cpu_operators']} CPU ops, "
              f"{vela['inference_time_ms']:.3f} ms estimated" if vela else "")
-    out.append(f"| | export wall time {t['total_s']:.1f} s (TFLite {t.get('tflite_int8_s', 0):.1f} s), "
+    out.append(f"| | export wall time {t['total_s']:.1f} s (TFLite {t.get('tflite_int8_s', 0) + t.get('tflite_write_s', 0):.1f} s), "
                f"{torch_row.samples} val images{extra} | | | | | |")
     return out
 

@@ -95,59 +95,29 @@ def write_tflite(path: Path, ops: list[tuple[str, str]], dtype: str = "float32",
     """A TFLite chain of 1x1 convs / unary ops on a [1, 4, 4, 2] input, written with LiteRT's schema.
 
     ops: (op name, fused activation) pairs, e.g. ("CONV_2D", "RELU6"), ("LOGISTIC", "NONE").
-    dtype int8 gives every tensor int8 (biases int32) with a quantization scale of 1.
+    dtype int8 gives every tensor int8 (biases int32) with a quantization scale of 0.05.
     """
-    import flatbuffers
     import numpy as np
-    from ai_edge_litert import schema_py_generated as s
 
+    from pea_deploy.verify.tflite_writer import TFLiteBuilder
+
+    model = TFLiteBuilder()
+    s, tensor = model.s, model.tensor
     ttype = {"float32": s.TensorType.FLOAT32, "int8": s.TensorType.INT8}[dtype]
     np_type = {"float32": np.float32, "int8": np.int8}[dtype]
     fused = {"NONE": 0, "RELU": 1, "RELU_N1_TO_1": 2, "RELU6": 3, "TANH": 4}
-    buffers, tensors, operators, codes = [s.BufferT()], [], [], []
-
-    def quant():
-        if dtype == "float32":
-            return None
-        q = s.QuantizationParametersT()
-        q.scale, q.zeroPoint = [0.05], [0]
-        return q
-
-    def tensor(shape, ttype_, data=None, name=""):
-        t = s.TensorT()
-        t.shape, t.type, t.name = list(shape), ttype_, name
-        t.quantization = quant() if ttype_ != s.TensorType.INT32 else None
-        t.buffer = 0
-        if data is not None:
-            b = s.BufferT()
-            b.data = list(np.asarray(data).tobytes())
-            buffers.append(b)
-            t.buffer = len(buffers) - 1
-        tensors.append(t)
-        return len(tensors) - 1
-
-    def code(name):
-        builtin = getattr(s.BuiltinOperator, name if not name.startswith("CUSTOM") else "CUSTOM")
-        key = (builtin, custom if name.startswith("CUSTOM") else None)
-        for i, c in enumerate(codes):
-            if (c.builtinCode, c.customCode) == key:
-                return i
-        c = s.OperatorCodeT()
-        c.builtinCode, c.customCode = builtin, key[1]
-        c.deprecatedBuiltinCode = min(builtin, 127)
-        codes.append(c)
-        return len(codes) - 1
+    operators = []
 
     x = tensor([1, 4, 4, 2], ttype, name="input")
     first = x
     for i, (name, act) in enumerate(ops):
         op = s.OperatorT()
-        op.opcodeIndex = code(name)
+        op.opcodeIndex = model.code(name, custom if name.startswith("CUSTOM") else None)
         y = tensor([1, 4, 4, 2], ttype, name=f"t{i}")
         if name == "CONV_2D":
-            w = tensor([2, 1, 1, 2], ttype, np.ones((2, 1, 1, 2), np_type), f"w{i}")
+            w = tensor([2, 1, 1, 2], ttype, np.ones((2, 1, 1, 2), np_type), name=f"w{i}")
             b = tensor([2], s.TensorType.INT32 if dtype == "int8" else ttype,
-                       np.zeros(2, np.int32 if dtype == "int8" else np.float32), f"b{i}")
+                       np.zeros(2, np.int32 if dtype == "int8" else np.float32), name=f"b{i}")
             opts = s.Conv2DOptionsT()
             opts.strideW = opts.strideH = 1
             opts.dilationWFactor = opts.dilationHFactor = 1
@@ -164,12 +134,4 @@ def write_tflite(path: Path, ops: list[tuple[str, str]], dtype: str = "float32",
         op.outputs = [y]
         operators.append(op)
         x = y
-    sg = s.SubGraphT()
-    sg.tensors, sg.operators, sg.inputs, sg.outputs, sg.name = tensors, operators, [first], [x], "main"
-    model = s.ModelT()
-    model.version, model.operatorCodes, model.subgraphs, model.buffers = 3, codes, [sg], buffers
-    model.description = "pea-deploy test model"
-    builder = flatbuffers.Builder(1024)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    path.write_bytes(builder.Output())
-    return path
+    return model.save(path, operators, [first], [x], "pea-deploy test model")

@@ -11,7 +11,6 @@ task's own loss, then converted exactly as a post-training graph is (tflite_expo
 
 from __future__ import annotations
 
-import copy
 import warnings
 from typing import Callable, Iterable
 
@@ -37,11 +36,11 @@ def qat_finetune(model: nn.Module, calibration: torch.Tensor, batches: Batches,
     if not lr > 0:
         raise ConfigError(f"the quantization-aware training learning rate must be > 0, got {lr}")
     say = log or (lambda msg: None)
-    net = convertible_copy(model)
+    net = convertible_copy(model)  # a copy: the caller's model is not trained
     example = calibration[:1].contiguous()
     with torch.no_grad():
         spatial_output = net(example).dim() == 4
-    net = copy.deepcopy(net).train()
+    net.train()
     with native_output_captured(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with step("quantization-aware training (loading torchao)"):

@@ -103,28 +103,13 @@ def probe_cases() -> list[ProbeCase]:
 
 def write_probe(case: ProbeCase, path: str | Path) -> Path:
     """Write `case` as an int8 (or int16) TFLite model with one operator."""
-    import flatbuffers
     import numpy as np
-    from ai_edge_litert import schema_py_generated as s
 
+    from .tflite_writer import TFLiteBuilder
+
+    model = TFLiteBuilder()
+    s, tensor = model.s, model.tensor
     act_type = {"int8": s.TensorType.INT8, "int16": s.TensorType.INT16}[case.dtype]
-    buffers, tensors = [s.BufferT()], []
-
-    def tensor(shape, ttype, data=None, scale=0.05):
-        t = s.TensorT()
-        t.shape, t.type, t.name, t.buffer = list(shape), ttype, f"t{len(tensors)}", 0
-        if ttype in (s.TensorType.INT8, s.TensorType.INT16):
-            q = s.QuantizationParametersT()
-            q.scale, q.zeroPoint = [scale], [0]
-            t.quantization = q
-        if data is not None:
-            b = s.BufferT()
-            b.data = list(np.ascontiguousarray(data).tobytes())
-            buffers.append(b)
-            t.buffer = len(buffers) - 1
-        tensors.append(t)
-        return len(tensors) - 1
-
     n, (h, w), c = case.batch, case.size, case.channels
     in_shape = [n, 2, h, w, c] if case.rank == 5 else [n, h, w, c]
     x = tensor(in_shape, act_type)
@@ -198,20 +183,6 @@ def write_probe(case: ProbeCase, path: str | Path) -> Path:
         op.inputs = [x]
         out_shape = in_shape
     y = tensor(out_shape, act_type, scale=0.1)
-    op.outputs = [y]
-    code = s.OperatorCodeT()
-    code.builtinCode = getattr(s.BuiltinOperator, case.op)
-    code.deprecatedBuiltinCode = min(code.builtinCode, 127)
-    code.version = 1
-    op.opcodeIndex = 0
-    graph = s.SubGraphT()
-    graph.tensors, graph.operators, graph.inputs, graph.outputs, graph.name = tensors, [op], [
-        i for i in op.inputs if tensors[i].buffer == 0], [y], "main"
-    model = s.ModelT()
-    model.version, model.operatorCodes, model.subgraphs, model.buffers = 3, [code], [graph], buffers
-    model.description = f"pea-deploy probe {case.name}"
-    builder = flatbuffers.Builder(1024)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    path = Path(path)
-    path.write_bytes(builder.Output())
-    return path
+    op.outputs, op.opcodeIndex = [y], model.code(case.op)
+    inputs = [i for i in op.inputs if model.tensors[i].buffer == 0]
+    return model.save(path, [op], inputs, [y], f"pea-deploy probe {case.name}")
