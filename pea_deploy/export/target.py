@@ -48,10 +48,9 @@ class ExportSettings:
         if vela is not None:
             known = vela_accelerators()
             if not isinstance(vela, str) or (known and vela not in known):
-                raise unknown_name(f"{where}: 'export.vela_accelerator'", vela, known or ("ethos-u55-128",))
+                raise ConfigError(f"{where}: {unknown_name('export.vela_accelerator', vela, known or ('ethos-u55-128',))}")
         system, memory = raw.get("vela_system_config"), raw.get("vela_memory_mode")
-        check_vela_config(system, memory, (f"{where}: 'export.vela_system_config'",
-                                           f"{where}: 'export.vela_memory_mode'"))
+        check_vela_config(system, memory, ("export.vela_system_config", "export.vela_memory_mode"), where)
         return cls(opset, dtype, vela, system, memory)
 
 
@@ -83,10 +82,11 @@ def vela_configs() -> tuple[tuple[str, ...], tuple[str, ...]]:
 
 
 def check_vela_config(system: str | None, memory: str | None,
-                      names: tuple[str, str] = ("--vela-system-config", "--vela-memory-mode")) -> None:
+                      names: tuple[str, str] = ("--vela-system-config", "--vela-memory-mode"), where: str = "") -> None:
     """Refuse a system config or memory mode Vela's Arm/vela.ini does not define (when Vela is
     installed; without it pea-export asks for the extra before compiling)."""
     systems, memories = vela_configs()
     for name, value, known in ((names[0], system, systems), (names[1], memory, memories)):
         if value is not None and (not isinstance(value, str) or (known and value not in known)):
-            raise unknown_name(name, value, known or (str(value),))
+            error = unknown_name(name, value, known or (str(value),))
+            raise ConfigError(f"{where}: {error}") if where else error
