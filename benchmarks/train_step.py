@@ -8,6 +8,10 @@ configurations' steps interleaved in one process, round by round), the bytes aut
 backward (the activation memory that grows with the batch), the peak memory (each configuration in
 its own child process, so ru_maxrss is its own; on CUDA torch.cuda.max_memory_allocated), then the
 ratios PEA / Act-only and PEA / ReLU-only.
+
+On CPU the PEA configurations run twice: with the fused CPU kernel (pea/kernels/, the default) and
+as `-aten`, the same ensembles written in ATen ops (cpu_kernels.disabled(); what runs where the
+kernel cannot be built): before and after from one run.
 """
 
 from __future__ import annotations
@@ -24,10 +28,11 @@ import torch
 import torch.nn.functional as F
 
 from pea_deploy.nets import build_net
-from pea_deploy.pea import convert, replace_relus_with_act, set_alpha
+from pea_deploy.pea import convert, cpu_kernels, replace_relus_with_act, set_alpha
 
 
 def make(kind: str, args) -> torch.nn.Module:
+    kind = kind.removesuffix("-aten")
     net = build_net(args.model, 10, 3, stem="small", width=args.width)
     if kind == "relu":
         return net
@@ -58,12 +63,15 @@ def prepare(kind: str, args, device: torch.device):
         saved[0] += t.numel() * t.element_size()
         return t
 
+    ensembles = cpu_kernels.disabled if kind.endswith("-aten") else _null
+
     def step(count_saved: bool = False):
         ctx = torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t) if count_saved else _null()
-        with ctx, torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.amp):
-            loss = F.cross_entropy(net(x), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
+        with ensembles():  # backward too: the autograd engine runs it on this thread on CPU
+            with ctx, torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.amp):
+                loss = F.cross_entropy(net(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
         opt.step()
 
     step(count_saved=True)
@@ -131,6 +139,7 @@ def main() -> None:
     ap.add_argument("--amp", action="store_true", help="bf16 autocast (CUDA)")
     ap.add_argument("--channels-last", action="store_true")
     ap.add_argument("--compile", action="store_true", help="torch.compile every configuration")
+    ap.add_argument("--no-aten", action="store_true", help="skip the ATen-form (kernel off) PEA configurations")
     ap.add_argument("--only", help=argparse.SUPPRESS)
     args = ap.parse_args()
     device = torch.device(args.device)
@@ -140,9 +149,13 @@ def main() -> None:
         print(json.dumps(measure_memory(args.only, args, device)))
         return
     kinds = ["relu", "act", "pea-weighted", "pea-stochastic"]
+    if device.type == "cpu" and not args.no_aten:
+        kinds += ["pea-weighted-aten", "pea-stochastic-aten"]
     print(f"# batch {args.batch}, {args.size}x{args.size}, small stem, act {args.act}, device {device}, "
           f"torch {torch.__version__}, threads {torch.get_num_threads()}, amp {args.amp}, "
           f"channels_last {args.channels_last}, compile {args.compile}")
+    if device.type == "cpu":
+        print(f"# fused CPU kernel: {cpu_kernels.status()}")
     specs = args.models.split(",")
     # Every memory child first: Linux carries a process's peak RSS across fork and exec, so a child
     # started after this process has run the timed nets would report this process's peak.
@@ -161,11 +174,11 @@ def main() -> None:
             res[k]["step_s"] = seconds
         print(f"\n## {spec.replace(':', ' width ')}")
         mem = "cuda peak MiB" if device.type == "cuda" else "peak RSS MiB"
-        print(f"{'config':16s} {'step ms':>9s} {'saved MiB':>10s} {mem:>14s}")
+        print(f"{'config':20s} {'step ms':>9s} {'saved MiB':>10s} {mem:>14s}")
         for k, r in res.items():
             peak = r.get("cuda_peak_bytes", r["peak_rss_bytes"])
-            print(f"{k:16s} {1e3 * r['step_s']:9.1f} {r['saved_bytes'] / 2**20:10.1f} {peak / 2**20:14.1f}")
-        for k in ("pea-weighted", "pea-stochastic"):
+            print(f"{k:20s} {1e3 * r['step_s']:9.1f} {r['saved_bytes'] / 2**20:10.1f} {peak / 2**20:14.1f}")
+        for k in [k for k in kinds if k.startswith("pea-")]:
             for base in ("act", "relu"):
                 a, b = res[k], res[base]
                 peak = "cuda_peak_bytes" if "cuda_peak_bytes" in a else "peak_rss_bytes"

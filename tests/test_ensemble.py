@@ -57,10 +57,14 @@ def test_stochastic_picks_per_element_and_eval_is_expectation():
     m.set_alpha(0.3)
     x = torch.randn(64, 8, 4, 4)
     y = m(x)
-    relu_hit = y == torch.relu(x)
-    gelu_hit = y == nn.functional.gelu(x)
+    relu_hit = y == torch.relu(x)  # the target is exact on every path
+    # The fused CPU kernel's float32 GELU (Sleef's 1-ulp erf) and F.gelu (ATen's erf) differ by at most
+    # |x| / 2 times the sum of their erf errors (< 2e-7 each) plus rounding: under 1e-5 for |x| < 10,
+    # on any CPU; an element is decided where the branches are 10x further apart than that.
+    gelu_hit = (y - nn.functional.gelu(x)).abs() <= 1e-5
+    decided = (torch.relu(x) - nn.functional.gelu(x)).abs() > 1e-4
     assert torch.all(relu_hit | gelu_hit)
-    share = (relu_hit & ~gelu_hit).float().sum() / (~(relu_hit & gelu_hit)).float().sum()
+    share = (relu_hit & decided).float().sum() / decided.float().sum()
     assert abs(share.item() - 0.3) < 0.02
     m.eval()
     w = WeightedEnsemble("gelu", "relu")

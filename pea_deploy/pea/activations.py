@@ -35,6 +35,9 @@ class Activation:
     module: Callable[[], nn.Module]
     # grad_out * d fn/dx as one fused ATen kernel where PyTorch has one (gelu_backward, ...)
     backward: Callable[[Tensor, Tensor], Tensor] | None = None
+    # The name under which the fused CPU kernel computes fn and its derivative itself, with ATen's
+    # formulas (cpu_kernels.ACT_CODES); None: the kernel takes fn(x) and vjp computed here
+    kernel: str | None = None
 
     def vjp(self, grad_out: Tensor, x: Tensor) -> Tensor:
         """grad_out * fn'(x)."""
@@ -102,13 +105,13 @@ class Pointwise(nn.Module):
 
 
 def gelu() -> Activation:
-    return Activation("gelu", nn.functional.gelu, _gelu_grad, nn.GELU, lambda g, x: _aten.gelu_backward(g, x))
+    return Activation("gelu", nn.functional.gelu, _gelu_grad, nn.GELU, lambda g, x: _aten.gelu_backward(g, x), "gelu")
 
 
 def swish(swish_beta: float = 1.0, name: str = "swish") -> Activation:
     fn, grad = _swish(swish_beta)
     if swish_beta == 1.0:
-        return Activation(name, nn.functional.silu, grad, nn.SiLU, _aten.silu_backward)
+        return Activation(name, nn.functional.silu, grad, nn.SiLU, _aten.silu_backward, "silu")
     return Activation(name, fn, grad, lambda: Swish(swish_beta))
 
 
@@ -117,11 +120,12 @@ def silu(swish_beta: float = 1.0) -> Activation:
 
 
 def mish() -> Activation:
-    return Activation("mish", nn.functional.mish, _mish_grad, nn.Mish, _aten.mish_backward)
+    return Activation("mish", nn.functional.mish, _mish_grad, nn.Mish, _aten.mish_backward, "mish")
 
 
 def elu() -> Activation:
-    return Activation("elu", nn.functional.elu, _elu_grad, nn.ELU)
+    return Activation("elu", nn.functional.elu, _elu_grad, nn.ELU,
+                      lambda g, x: _aten.elu_backward(g, 1.0, 1.0, 1.0, False, x), "elu")
 
 
 def smooth_activation(name: str, swish_beta: float = 1.0) -> Activation:

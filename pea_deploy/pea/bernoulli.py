@@ -1,4 +1,10 @@
-"""Per-element Bernoulli(alpha) masks from 8 random bits per element, kept 1 bit per element.
+"""Per-element Bernoulli(alpha) masks, kept 1 bit per element.
+
+Two generators, one rule (a draw below alpha's threshold is a 1; a draw equal to it is settled by
+finer bits): the fused CPU kernel (kernels/) draws 16 Philox bits per element against
+`philox_thresholds(alpha)`; the ATen form below, for every other case, draws 8 bits per element.
+
+The ATen form: 8 random bits per element.
 
 Why not `torch.rand(shape) < alpha`: on CPU one float draw per element costs about 8x a GELU pass,
 a bool mask costs a byte per element for backward, and selecting with it (`torch.where`) is branchy
@@ -34,6 +40,28 @@ def split_threshold(alpha: float) -> tuple[int, float]:
     scaled = float(alpha) * 256.0
     whole = math.floor(scaled)
     return whole, scaled - whole
+
+
+def philox_thresholds(alpha: float) -> tuple[int, int]:
+    """(threshold, tie threshold) of the kernel: a 16-bit draw below `threshold` = floor(alpha * 2^16)
+    is a 1; one equal to it (probability 2^-16) is a 1 when a further 64-bit draw is below the
+    fraction * 2^64 (as the signed int64 the op takes). alpha * 2^16 and its fraction * 2^64 are
+    exact in float64, so P(1) = alpha to within 2^-80."""
+    scaled = float(alpha) * 2.0 ** 16
+    whole = math.floor(scaled)
+    tie = math.floor((scaled - whole) * 2.0 ** 64)
+    return whole, tie - (1 << 64) if tie >= 1 << 63 else tie
+
+
+def draw_key(device=None) -> int:
+    """64 bits from the global generator: the kernel's Philox key for one call (a restored RNG state
+    replays it, and every call, layer and step gets its own stream)."""
+    return int(torch.empty((), dtype=torch.int64, device=device).random_(_INT64_MIN, None))
+
+
+def packed_size(n: int) -> int:
+    """Bytes of the kernel's mask: 8 per 64 elements."""
+    return (n + 63) // 64 * 8
 
 
 def padded(n: int) -> int:

@@ -6,8 +6,12 @@ only the input (and, for the stochastic case, the mask: one bit per element) and
 derivatives in backward, so training never keeps the two activation outputs alive.
 
 Exactness: at alpha == 0 and alpha == 1 both ensembles compute only Act(x) or only T(x), so the
-output is exactly that activation, bit for bit; in between, `lerp_` mixes the two in place, with a
-float weight of exactly 0 or 1 per element for the stochastic ensemble (exact picks, no branches).
+output is exactly that activation, bit for bit; in between, the stochastic ensemble picks each element
+exactly from one branch.
+
+On CPU, after Act(x) (ATen's kernel, as an Act-only net runs it), the target, the draw and the
+pick or blend are one fused pass (kernels/), forward and backward; elsewhere, or where the
+kernel cannot be built, the same functions run as ATen ops a chunk at a time.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from ..registry import GRANULARITIES
-from . import bernoulli
+from . import bernoulli, cpu_kernels
 from .activations import Activation, smooth_activation, target_activation
 
 
@@ -84,6 +88,45 @@ def _pick(out: Tensor, other, mask: Tensor, x: Tensor, *rest: Tensor) -> Tensor:
     return out
 
 
+def _fused(x: Tensor, target: Activation):
+    """(kernel ops, target code) when the fused CPU kernel serves an ensemble on x, else None (x not
+    dense: the ATen form handles any strides)."""
+    kernels = cpu_kernels.serves(x, target.fn) if _flat([x]) is not None else None
+    return None if kernels is None else (kernels, cpu_kernels.target_code(target.fn))
+
+
+def _act_out(x: Tensor, act: Activation) -> tuple[Tensor, int]:
+    """(output buffer, act code) for a kernel call: an empty one the kernel fills with Act where it
+    computes Act itself, else Act(x) computed here (code 0)."""
+    code = cpu_kernels.act_code(act.kernel)
+    return (torch.empty_like(x), code) if code else (_like(act.fn(x), x), 0)
+
+
+def _act_grad(grad_out: Tensor, x: Tensor, act: Activation) -> tuple[Tensor, int]:
+    code = cpu_kernels.act_code(act.kernel)
+    return (torch.empty_like(x), code) if code else (_like(act.vjp(grad_out, x), x), 0)
+
+
+def _weighted_forward(x: Tensor, w: float, act: Activation, target: Activation, fused) -> Tensor:
+    if fused is None:
+        return _blend(act.fn(x), target.fn, x, w)
+    kernels, code = fused
+    out, act_code = _act_out(x, act)
+    kernels.weighted_blend_(*_flat([out, x.detach()]), act_code, w, code)
+    return out
+
+
+def _weighted_backward(grad_out: Tensor, x: Tensor, w: float, act: Activation, target: Activation,
+                       fused) -> Tensor:
+    grad_out = _like(grad_out, x)
+    if fused is None:
+        return _blend(act.vjp(grad_out, x), lambda xc, gc: target.vjp(gc, xc), x, w, grad_out)
+    kernels, code = fused
+    grad_in, act_code = _act_grad(grad_out, x, act)
+    kernels.weighted_blend_backward_(*_flat([grad_in, grad_out.detach(), x.detach()]), act_code, w, code)
+    return grad_in
+
+
 class _EnsembleFn(torch.autograd.Function):
     """weight is a Python float (weighted) or a bool mask broadcastable to x (stochastic)."""
 
@@ -102,7 +145,8 @@ class _EnsembleFn(torch.autograd.Function):
             return act.fn(x)
         if w == 1.0:
             return target.fn(x)
-        return _blend(act.fn(x), target.fn, x, w)
+        ctx.fused = _fused(x, target)  # decided once: backward runs the same form
+        return _weighted_forward(x, w, act, target, ctx.fused)
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):
@@ -112,10 +156,11 @@ class _EnsembleFn(torch.autograd.Function):
             return torch.where(mask[0], target.vjp(grad_out, x), act.vjp(grad_out, x)), None, None, None
         if not mask and ctx.weight in (0.0, 1.0):
             return (target if ctx.weight == 1.0 else act).vjp(grad_out, x), None, None, None
+        if not mask:
+            return _weighted_backward(grad_out, x, ctx.weight, act, target, ctx.fused), None, None, None
         grad_out = _like(grad_out, x)
-        weight = mask[0] if mask else ctx.weight
         grad_in = act.vjp(grad_out, x)
-        return _blend(grad_in, lambda xc, gc: target.vjp(gc, xc), x, weight, grad_out), None, None, None
+        return _blend(grad_in, lambda xc, gc: target.vjp(gc, xc), x, mask[0], grad_out), None, None, None
 
 
 def ensemble(x: Tensor, weight, act: Activation, target: Activation) -> Tensor:
@@ -136,18 +181,32 @@ class _StochasticFn(torch.autograd.Function):
         ctx.act, ctx.target = act, target
         if _flat([x]) is None:
             x = x.contiguous()
-        mask = bernoulli.draw_mask(x.numel(), alpha, device=x.device)
-        ctx.save_for_backward(x, bernoulli.pack(mask))
-        return _pick(_like(act.fn(x), x), target.fn, mask, x)
+        ctx.fused = fused = _fused(x, target)
+        if fused is None:
+            mask = bernoulli.draw_mask(x.numel(), alpha, device=x.device)
+            ctx.save_for_backward(x, bernoulli.pack(mask))
+            return _pick(_like(act.fn(x), x), target.fn, mask, x)
+        kernels, code = fused
+        out, act_code = _act_out(x, act)
+        packed = torch.empty(bernoulli.packed_size(x.numel()), dtype=torch.uint8)
+        kernels.stochastic_pick_(*_flat([out, x.detach()]), packed, act_code, bernoulli.draw_key(),
+                                 *bernoulli.philox_thresholds(alpha), code)
+        ctx.save_for_backward(x, packed)
+        return out
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):
         x, packed = ctx.saved_tensors
         act, target = ctx.act, ctx.target
         grad_out = _like(grad_out, x)
-        grad_in = _like(act.vjp(grad_out, x), x)
-        mask = bernoulli.unpack(packed)
-        return _pick(grad_in, lambda xc, gc: target.vjp(gc, xc), mask, x, grad_out), None, None, None
+        if ctx.fused is None:
+            mask = bernoulli.unpack(packed)
+            grad_in = _like(act.vjp(grad_out, x), x)
+            return _pick(grad_in, lambda xc, gc: target.vjp(gc, xc), mask, x, grad_out), None, None, None
+        kernels, code = ctx.fused
+        grad_in, act_code = _act_grad(grad_out, x, act)
+        kernels.stochastic_pick_backward_(*_flat([grad_in, grad_out.detach(), x.detach()]), packed, act_code, code)
+        return grad_in, None, None, None
 
 
 def stochastic_ensemble(x: Tensor, alpha: float, act: Activation, target: Activation) -> Tensor:
