@@ -173,8 +173,9 @@ def ensemble(x: Tensor, weight, act: Activation, target: Activation) -> Tensor:
 
 
 class _StochasticFn(torch.autograd.Function):
-    """Per-element stochastic ensemble that draws its own mask (bernoulli.draw_mask) and saves it
-    packed, 1 bit per element: the CPU fast path of StochasticEnsemble."""
+    """Per-element stochastic ensemble that draws its own mask (the fused kernel's Philox draws, or
+    bernoulli.draw_mask in the ATen form) and saves it packed, 1 bit per element: the CPU path of
+    StochasticEnsemble."""
 
     @staticmethod
     def forward(ctx, x: Tensor, alpha: float, act: Activation, target: Activation) -> Tensor:
