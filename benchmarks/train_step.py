@@ -17,6 +17,7 @@ kernel cannot be built): before and after from one run.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import resource
 import statistics
@@ -63,10 +64,10 @@ def prepare(kind: str, args, device: torch.device):
         saved[0] += t.numel() * t.element_size()
         return t
 
-    ensembles = cpu_kernels.disabled if kind.endswith("-aten") else _null
+    ensembles = cpu_kernels.disabled if kind.endswith("-aten") else contextlib.nullcontext
 
     def step(count_saved: bool = False):
-        ctx = torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t) if count_saved else _null()
+        ctx = torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t) if count_saved else contextlib.nullcontext()
         with ensembles():  # backward too: the autograd engine runs it on this thread on CPU
             with ctx, torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.amp):
                 loss = F.cross_entropy(net(x), y)
@@ -109,14 +110,6 @@ def measure_times(kinds: list[str], args, device: torch.device) -> dict[str, flo
                 torch.cuda.synchronize()
             times[k].append(time.perf_counter() - t0)
     return {k: statistics.median(v) for k, v in times.items()}
-
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *a):
-        return False
 
 
 def _child(kind: str, argv: list[str]) -> dict:
