@@ -7,7 +7,7 @@ compiler, no headers) the ensembles run their ATen form, which computes the same
 warning says why. `PEA_DEPLOY_CPU_KERNELS=0` turns the kernel off; `PEA_DEPLOY_CACHE` moves the
 cache (default ~/.cache/pea-deploy).
 
-    python -m pea_deploy.pea.cpu_kernels     # build now; print where it is or why it is not
+    python -m pea_deploy.pea.build_kernel    # build now; print where it is or why it is not
 """
 
 from __future__ import annotations
@@ -163,12 +163,3 @@ def serves(x: Tensor, target_fn) -> object:
     if getattr(_off, "on", False) or torch.compiler.is_compiling() or torch.jit.is_tracing():
         return None
     return ops()
-
-
-def main() -> int:
-    print(f"pea-deploy fused CPU kernel: {status()}")
-    return 0 if ops() is not None else 1
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
