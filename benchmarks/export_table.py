@@ -19,7 +19,10 @@ def rows(report: ExportReport) -> list[str]:
     torch_row = report.parity[0]
     out = [f"| {where} | torch fp32 | | {torch_row.score:.2f} | | "
            f"{report.torch_latency_batch1_1thread['median_ms']:.3f} | |"]
-    parity = {r.artefact: r for r in report.parity}
+    parity = {}
+    for r in report.parity:  # each artefact's gated row (its file's own semantics), not this CPU's
+        if r.gate:
+            parity.setdefault(r.artefact, r)
     for name, a in report.artefacts.items():
         p = parity[name]
         out.append(f"| | {name} | {a['bytes'] / 1024:.0f} KiB | {p.score:.2f} | {p.agreement:.2f} | "

@@ -156,7 +156,11 @@ def test_tflite_is_full_integer_nhwc(exported):
 
 
 def test_parity_table_comes_from_real_runs(run_dir, exported):
-    rows = {r["artefact"]: r for r in exported.report.to_dict()["parity"]}
+    # the gated row of each artefact: its int8 semantics on any host (later rows: this CPU, TFLM)
+    rows = {}
+    for r in exported.report.to_dict()["parity"]:
+        if r["gate"]:
+            rows.setdefault(r["artefact"], r)
     trained = load_trained(run_dir)
     val = validation_inputs(trained, load_splits(trained))
     labels = val.labels.numpy()
@@ -170,6 +174,33 @@ def test_parity_table_comes_from_real_runs(run_dir, exported):
         assert rows[name]["drop"] <= 1.0                     # int8 within a point of fp32
     assert rows["model.fp32.onnx"]["max_abs_diff"] < 1e-3 and rows["model.fp32.onnx"]["agreement"] == 100.0
     assert rows["model.int8.onnx"]["max_abs_diff"] > 0       # int8 is really int8
+    assert rows["model.int8.onnx"]["runtime"] == "onnxruntime, QDQ reference"
+    runtimes = [(r["artefact"], r["runtime"], r["gate"]) for r in exported.report.to_dict()["parity"]]
+    host = [r for r in runtimes if not r[2]]
+    assert len(host) == 1 and host[0][0] == "model.int8.onnx" and "fused int8 kernels of this CPU" in host[0][1]
+    if "model.int8.tflite" in rows:
+        assert rows["model.int8.tflite"]["runtime"] == "LiteRT reference kernels"
+        assert ("model.int8.tflite", "TFLite Micro", True) in runtimes       # ethos-u55 names TFLM
+
+
+@needs_tflite
+def test_tflite_micro_row_and_arena(exported):
+    report = exported.report.to_dict()
+    tflm = next(r for r in report["parity"] if r["runtime"] == "TFLite Micro")
+    ref = next(r for r in report["parity"] if r["runtime"] == "LiteRT reference kernels")
+    # TFLM's reference kernels compute TFLite's integer semantics: measured 8 of 1797 digits
+    # outputs 1 LSB apart from LiteRT's reference kernels, so top-1 can move by one image at most
+    assert abs(tflm["score"] - ref["score"]) <= 100.0 / tflm["samples"] + 1e-9
+    assert tflm["cosine"] > 0.99
+    arena = report["artefacts"]["model.int8.tflite"]["tflite_micro"]["arena_bytes"]
+    # the arena holds at least the largest activation tensor (and below TFLM's 10x-model default)
+    from ai_edge_litert import schema_py_generated as s
+
+    data = (exported.out_dir / "model.int8.tflite").read_bytes()
+    g = s.ModelT.InitFromObj(s.Model.GetRootAsModel(data, 0)).subgraphs[0]
+    largest = max(int(np.prod(g.tensors[i].shape)) for op in g.operators for i in op.outputs)  # int8 bytes
+    assert largest <= arena < 10 * report["artefacts"]["model.int8.tflite"]["bytes"]
+    assert "tensor arena" in (exported.out_dir / "report.md").read_text()
 
 
 def test_reports_describe_the_artefacts(exported):
@@ -192,7 +223,8 @@ def test_reports_describe_the_artefacts(exported):
             local = [e["local_sqnr_db"] for e in errors if e["local_sqnr_db"] is not None]
             assert local == sorted(local)                                 # worst first
     md = (exported.out_dir / "report.md").read_text()
-    assert "| model.int8.onnx | onnxruntime |" in md and "PASSED" in md
+    assert "| model.int8.onnx | onnxruntime, QDQ reference |" in md and "PASSED" in md
+    assert report["host"]["int8_isa"] and isinstance(report["host"]["notes"], list)
     assert "## Per-layer int8 error: `model.int8.onnx`" in md
     assert not [p for p in exported.out_dir.iterdir() if p.name.startswith(".")]  # no staging left
 

@@ -9,6 +9,7 @@ batch of outputs however large the validation set (per-pixel logits of a Citysca
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import Callable
 
 import numpy as np
 import torch
@@ -34,6 +35,9 @@ class ParityRow:
     # dB, 10*log10(sum ref^2 / sum (out - ref)^2) over the whole split.
     cosine: float | None = None
     sqnr_db: float | None = None
+    # False for a figure that describes this build machine rather than the artefact (onnxruntime's
+    # fused int8 kernels of this CPU): reported, never a reason to fail the export
+    gate: bool = True
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -45,39 +49,55 @@ class ParityRow:
             d = {**{k: v for k, v in d.items() if k != "top1"}, "metric": "top1", "score": d["top1"]}
         return cls(**{k: d[k] for k in ("artefact", "runtime", "samples", "metric", "score", "agreement",
                                         "max_abs_diff", "drop")}, iou=d.get("iou"), cosine=d.get("cosine"),
-                   sqnr_db=d.get("sqnr_db"))
+                   sqnr_db=d.get("sqnr_db"), gate=d.get("gate", True))
+
+
+@dataclass
+class ParityEntry:
+    """One row of the table: an artefact run by one runtime (the same file may have two rows)."""
+    artefact: str
+    runner: Callable[[np.ndarray], np.ndarray]
+    gate: bool = True
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.artefact, self.runner.kind
 
 
 class ParityScorer:
     """Feed (torch outputs, artefact outputs, labels) batch by batch; `rows()` gives the table. What
-    is scored (top-1, or mIoU with per-class IoU) is the training task's own tally."""
+    is scored (top-1, or mIoU with per-class IoU) is the training task's own tally. Rows are keyed by
+    (artefact, runtime)."""
 
     def __init__(self, task: str = "classification", num_classes: int = 0, ignore_index: int = IGNORE_INDEX):
         self.task = task_named(task, num_classes, ignore_index)
         self.tallies: dict = {}
-        self.runtimes: dict[str, str] = {}
-        self.max_diff: dict[str, float] = {}
-        self.fidelity: dict[str, OutputFidelity] = {}
+        self.gates: dict[tuple[str, str], bool] = {}
+        self.max_diff: dict[tuple[str, str], float] = {}
+        self.fidelity: dict[tuple[str, str], OutputFidelity] = {}
         self.samples = 0
 
-    def add(self, name: str, runtime: str, outputs: np.ndarray, reference: np.ndarray, labels: np.ndarray) -> None:
-        t = self.tallies.setdefault(name, self.task.tally())
-        self.runtimes[name] = runtime
+    def add(self, name: str, runtime: str, outputs: np.ndarray, reference: np.ndarray, labels: np.ndarray,
+            gate: bool = True) -> None:
+        key = (name, runtime)
+        t = self.tallies.setdefault(key, self.task.tally())
+        self.gates[key] = gate
         t.add(torch.from_numpy(outputs.argmax(1)), torch.from_numpy(reference.argmax(1)),
               torch.from_numpy(labels.astype(np.int64)))
-        self.max_diff[name] = max(self.max_diff.get(name, 0.0), float(np.abs(outputs - reference).max()))
-        self.fidelity.setdefault(name, OutputFidelity()).add(outputs, reference)
+        self.max_diff[key] = max(self.max_diff.get(key, 0.0), float(np.abs(outputs - reference).max()))
+        self.fidelity.setdefault(key, OutputFidelity()).add(outputs, reference)
 
-    def rows(self, reference: str = "torch fp32") -> list[ParityRow]:
-        ref_score, _ = self.tallies[reference].score()
+    def rows(self) -> list[ParityRow]:
+        """The table, the first row added (the reference) first."""
+        ref_score, _ = next(iter(self.tallies.values())).score()
         rows = []
-        for name, t in self.tallies.items():
+        for (name, runtime), t in self.tallies.items():
             score, iou = t.score()
-            fidelity = self.fidelity[name]
-            rows.append(ParityRow(name, self.runtimes[name], self.samples, self.task.metric, round(score, 4),
-                                  round(100.0 * t.same / max(t.counted, 1), 4), self.max_diff[name],
+            fidelity = self.fidelity[name, runtime]
+            rows.append(ParityRow(name, runtime, self.samples, self.task.metric, round(score, 4),
+                                  round(100.0 * t.same / max(t.counted, 1), 4), self.max_diff[name, runtime],
                                   round(ref_score - score, 4), iou, round(fidelity.cosine, 6),
-                                  fidelity.sqnr_db))
+                                  fidelity.sqnr_db, self.gates[name, runtime]))
         return rows
 
 
@@ -113,17 +133,18 @@ class OutputFidelity:
         return round(10.0 * float(np.log10(max(self.signal, 1e-300) / self.noise)), 3)
 
 
-def run_parity(runners: dict, inputs: LabelledInputs, task: str = "classification", num_classes: int = 0,
-               ignore_index: int = IGNORE_INDEX, batch: int = 64) -> list[ParityRow]:
-    """Score every runner (the first is the torch reference) on `inputs`; first row is the reference."""
+def run_parity(runners: dict | list[ParityEntry], inputs: LabelledInputs, task: str = "classification",
+               num_classes: int = 0, ignore_index: int = IGNORE_INDEX, batch: int = 64) -> list[ParityRow]:
+    """Score every runner (the first is the torch reference) on `inputs`; first row is the reference.
+    `runners`: ParityEntry rows, or {artefact: runner} when every row is gated."""
+    entries = runners if isinstance(runners, list) else [ParityEntry(k, r) for k, r in runners.items()]
     scorer = ParityScorer(task, num_classes, ignore_index)
-    names = list(runners)
     x, labels = inputs.images.numpy(), inputs.labels.numpy()
     for i in range(0, len(x), batch):
         xb, yb = x[i:i + batch], labels[i:i + batch]
-        reference = runners[names[0]](xb)
-        for name in names:
-            out = reference if name == names[0] else runners[name](xb)
-            scorer.add(name, runners[name].kind, out, reference, yb)
+        reference = entries[0].runner(xb)
+        for n, e in enumerate(entries):
+            out = reference if n == 0 else e.runner(xb)
+            scorer.add(e.artefact, e.runner.kind, out, reference, yb, e.gate)
         scorer.samples += len(xb)
-    return scorer.rows(names[0])
+    return scorer.rows()

@@ -26,9 +26,11 @@ from .onnx_export import export_onnx
 from .onnx_quant import ACTIVATION_DTYPES, CALIBRATION_METHODS, quantize_onnx
 from .tflite_quantizer import TFLITE_CALIBRATION_METHODS
 from .layer_error import ranked
-from .parity import ParityRow, run_parity
+from .parity import ParityEntry, ParityRow, run_parity
 from .report import ExportReport, Failure, FailureKind
+from .host_cpu import int8_isa
 from .runtimes import OnnxRunner, TFLiteRunner, TorchRunner, latency_ms
+from .tflm import TFLMRunner, tflm_version
 from .samples import calibration_inputs, load_splits, validation_inputs
 from .staging import make_staging
 from .steps import require
@@ -170,6 +172,9 @@ def export_checkpoint(source: str | Path, target: str | Profile, out: str | Path
     if vela_config:
         require("ethosu", f"target {profile.name} (Vela compilation for {vela_config})", "vela")
         check_vela_config(options.vela_system_config, options.vela_memory_mode)
+    tflm = "tflite" in options.formats and "tflite-micro" in settings.parity_runtimes
+    if tflm:
+        require("tflite_micro", f"target {profile.name} (parity in TFLite Micro, the device's runtime)", "tflm")
     opset = options.opset or settings.opset
     act_dtype = options.activation_dtype or settings.activation_dtype
     onnx_method = options.calib_method or "minmax"
@@ -205,14 +210,17 @@ def export_checkpoint(source: str | Path, target: str | Profile, out: str | Path
             how = f"quantization-aware, {options.qat_epochs} epoch(s)" if options.qat_epochs else "post-training"
             say(f"TFLite: {INT8_TFLITE} (full integer, NHWC input, {how})")
 
-        runners = {"torch fp32": TorchRunner(stripped)}
-        for name in made:
-            runners[name] = (TFLiteRunner if name.endswith(".tflite") else OnnxRunner)(staging / name)
+        entries, timed_runners = _parity_runners(stripped, staging, made, tflm)
         t0 = time.perf_counter()
-        rows = run_parity(runners, val, trained.task, trained.num_classes,
+        rows = run_parity(entries, val, trained.task, trained.num_classes,
                           int(trained.dataset.get("ignore_index") or IGNORE_INDEX))
         timings["parity_s"] = round(time.perf_counter() - t0, 3)
-        say(f"parity ({METRIC_LABELS[rows[0].metric]}): " + ", ".join(f"{r.artefact} {r.score:.2f}%" for r in rows))
+        repeated = {r.artefact for r in rows if sum(o.artefact == r.artefact for o in rows) > 1}
+        say(f"parity ({METRIC_LABELS[rows[0].metric]}): " + ", ".join(
+            f"{r.artefact}{f' ({r.runtime})' if r.artefact in repeated else ''} {r.score:.2f}%" for r in rows))
+        host = _host_section(rows)
+        for note in host["notes"]:
+            say(f"note: {note}")
 
         t0 = time.perf_counter()
         layer_errors = _layer_errors(made, staging, quantized, val.images[:options.diagnose_samples].numpy())
@@ -236,7 +244,12 @@ def export_checkpoint(source: str | Path, target: str | Profile, out: str | Path
         timings["verify_s"] = round(time.perf_counter() - t0, 3)
 
         x1 = example.numpy()
-        latency = {name: latency_ms(r, x1, runs=options.latency_runs) for name, r in runners.items()}
+        latency = {name: latency_ms(r, x1, runs=options.latency_runs) for name, r in timed_runners.items()}
+        tflm_runner = next((e.runner for e in entries if isinstance(e.runner, TFLMRunner)), None)
+        tflm_report = ({"arena_bytes": tflm_runner.arena_bytes(), "version": tflm_version()}
+                       if tflm_runner is not None else None)
+        if tflm_report:
+            say(f"TFLite Micro: tensor arena {tflm_report['arena_bytes']} bytes")
 
         # a quantization-aware TFLite was retrained: its outputs moved from torch's on purpose, so it
         # answers to the top-1 gate, and its per-layer report shows its fidelity to its own graph
@@ -244,8 +257,9 @@ def export_checkpoint(source: str | Path, target: str | Profile, out: str | Path
         failures = _failures(rows, checks, vela, options.max_drop, options.min_cosine, retrained)
         timings["total_s"] = round(time.perf_counter() - t_start, 3)
         artefacts = {name: {"file": name, "bytes": (staging / name).stat().st_size,
-                            "sha256": _sha256(staging / name), "runtime": runners[name].kind,
+                            "sha256": _sha256(staging / name), "runtime": timed_runners[name].kind,
                             "latency_batch1_1thread": latency[name],
+                            **({"tflite_micro": tflm_report} if tflm_report and name == INT8_TFLITE else {}),
                             "verify": {**model_to_dict(checks[name]), "path": name},
                             **({"layer_errors": [e.to_dict() for e in ranked(layer_errors[name])]}
                                if name in layer_errors else {})}
@@ -267,7 +281,7 @@ def export_checkpoint(source: str | Path, target: str | Profile, out: str | Path
                       "validation": {"source": val.source, "samples": len(val.images)},
                       "max_drop": options.max_drop, "min_cosine": options.min_cosine, "input_shape_nchw": list(trained.input_shape)},
             parity=rows, torch_latency_batch1_1thread=latency["torch fp32"], artefacts=artefacts,
-            vela=vela.to_dict() if vela else None, versions=versions(), timings_s=timings)
+            vela=vela.to_dict() if vela else None, versions=versions(), timings_s=timings, host=host)
         from .report import write_reports
 
         write_reports(staging, report)
@@ -275,6 +289,46 @@ def export_checkpoint(source: str | Path, target: str | Profile, out: str | Path
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return ExportResult(out, report, {k: v for k, v in placed.items() if k in ARTEFACTS})
+
+
+def _parity_runners(stripped, staging: Path, made: list[str], tflm: bool) -> tuple[list[ParityEntry], dict]:
+    """(the parity rows' runners, the runner each artefact is timed with). Gates use the host-
+    independent int8 semantics (runtimes.py); onnxruntime's fused int8 kernels of this CPU get a row
+    that never gates, and time the file, as a host deployment runs it."""
+    entries = [ParityEntry("torch fp32", TorchRunner(stripped))]
+    timed = {"torch fp32": entries[0].runner}
+    for name in made:
+        if name == FP32_ONNX:
+            timed[name] = OnnxRunner(staging / name, semantics="fused")
+            entries.append(ParityEntry(name, timed[name]))
+        elif name == INT8_ONNX:
+            timed[name] = OnnxRunner(staging / name, semantics="fused")
+            entries += [ParityEntry(name, OnnxRunner(staging / name, semantics="reference")),
+                        ParityEntry(name, timed[name], gate=False)]
+        else:
+            timed[name] = TFLiteRunner(staging / name, kernels="xnnpack")
+            entries.append(ParityEntry(name, TFLiteRunner(staging / name, kernels="reference")))
+            if tflm:
+                entries.append(ParityEntry(name, TFLMRunner(staging / name)))
+    return entries, timed
+
+
+def _host_section(rows: list[ParityRow]) -> dict:
+    """This build machine's int8 ISA, and a plain note where its fused onnxruntime kernels compute
+    other numbers than the artefact's reference semantics."""
+    isa = int8_isa()
+    notes = []
+    for host_row in (r for r in rows if not r.gate):
+        ref = next(r for r in rows if r.gate and r.artefact == host_row.artefact)
+        # float reassociation alone moves the cosine by ~1e-6; 1e-3 is a different computation
+        if abs(host_row.cosine - ref.cosine) > 1e-3 or host_row.agreement != ref.agreement:
+            why = (f"onnxruntime's x86 int8 kernels saturate on this CPU ({isa}: u8*s8 pairs summed in int16)"
+                   if isa.saturates else f"onnxruntime's fused int8 kernels differ on this CPU ({isa})")
+            notes.append(f"{why}: {host_row.artefact} measures output cosine {host_row.cosine:.4f}, "
+                         f"agreement {host_row.agreement:.2f} % here, against {ref.cosine:.4f}, {ref.agreement:.2f} % "
+                         "in the QDQ reference semantics the gates use (what an NPU computes); for x86 "
+                         "deployment use a CPU with VNNI (AVX-512 VNNI or AVX-VNNI)")
+    return {"int8_isa": isa.name, "onnxruntime_int8_may_saturate": isa.saturates, "notes": notes}
 
 
 def _tflite_graph(stripped, calib, method: str, options: ExportOptions, trained, splits, say):
@@ -318,11 +372,13 @@ def _failures(rows: list[ParityRow], checks: dict, vela, max_drop: float, min_co
               retrained: set[str]) -> list[Failure]:
     failures = []
     for r in rows[1:]:
+        if not r.gate:
+            continue
         if r.drop > max_drop:
-            failures.append(Failure(FailureKind.PARITY, f"{r.artefact} {METRIC_LABELS[r.metric]} {r.score:.2f}% is {r.drop:.2f} points "
+            failures.append(Failure(FailureKind.PARITY, f"{r.artefact} ({r.runtime}) {METRIC_LABELS[r.metric]} {r.score:.2f}% is {r.drop:.2f} points "
                             f"below torch fp32 ({rows[0].score:.2f}%), more than --max-drop {max_drop:g}"))
         if r.cosine is not None and r.cosine < min_cosine and r.artefact not in retrained:
-            failures.append(Failure(FailureKind.PARITY, f"{r.artefact} output cosine to torch fp32 is {r.cosine:.4f} "
+            failures.append(Failure(FailureKind.PARITY, f"{r.artefact} ({r.runtime}) output cosine to torch fp32 is {r.cosine:.4f} "
                                     f"(SQNR {r.sqnr_db:.1f} dB), below --min-cosine {min_cosine:g}"))
     for name, check in checks.items():
         if not check.passed:

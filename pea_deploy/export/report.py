@@ -1,7 +1,11 @@
 """report.json (the machine's record) and report.md (the person's summary) of one export.
 
-`ExportReport` is the typed record; `to_dict` writes report.json's schema (version 2) and `from_dict`
-reads versions 1 and 2, so every reader (report.md, benchmarks, a user's CI) goes through one class.
+`ExportReport` is the typed record; `to_dict` writes report.json's schema (version 3) and `from_dict`
+reads versions 1 to 3, so every reader (report.md, benchmarks, a user's CI) goes through one class.
+
+Version 3 added: `gate` on each parity row (false for the build machine's own onnxruntime int8
+kernels, which are reported and never gate), `host` (this CPU's int8 ISA and notes), and
+`artefacts[*].tflite_micro` (TFLite Micro's tensor arena bytes).
 """
 
 from __future__ import annotations
@@ -17,7 +21,8 @@ from ..outcomes import ExitCode, Verdict
 from .layer_error import TOP, TensorError, markdown_table
 from .parity import ParityRow
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 
 
 class FailureKind(str, Enum):
@@ -68,6 +73,7 @@ class ExportReport:
     vela: dict | None
     versions: dict
     timings_s: dict = field(default_factory=dict)
+    host: dict | None = None         # int8_isa, onnxruntime_int8_may_saturate, notes (schema 3)
     tool: str = "pea-export"
     schema_version: int = SCHEMA_VERSION
 
@@ -87,20 +93,21 @@ class ExportReport:
             "strip": self.strip, "target": self.target, "settings": self.settings,
             "parity": [r.to_dict() for r in self.parity],
             "torch_latency_batch1_1thread": self.torch_latency_batch1_1thread, "artefacts": self.artefacts,
-            "vela": self.vela, "versions": self.versions, "timings_s": self.timings_s,
+            "vela": self.vela, "versions": self.versions, "timings_s": self.timings_s, "host": self.host,
         }
 
     @classmethod
     def from_dict(cls, d: dict) -> "ExportReport":
-        """Read report.json of schema 1 (top-1 only) or 2."""
+        """Read report.json of schema 1 (top-1 only), 2 or 3."""
         version = d.get("schema_version")
-        if version not in (1, 2):
-            raise ValueError(f"report schema_version {version!r}; this pea-deploy reads 1 and 2")
+        if version not in READABLE_VERSIONS:
+            raise ValueError(f"report schema_version {version!r}; this pea-deploy reads "
+                             f"{', '.join(map(str, READABLE_VERSIONS))}")
         return cls(d.get("command", ""), d.get("created_utc", ""), [Failure.parse(f) for f in d["failures"]],
                    d["checkpoint"], d["alpha"], d["strip"], d["target"], d["settings"],
                    [ParityRow.from_dict(r) for r in d["parity"]], d["torch_latency_batch1_1thread"],
                    d["artefacts"], d.get("vela"), d.get("versions", {}), d.get("timings_s", {}),
-                   d.get("tool", "pea-export"), version)
+                   d.get("host"), d.get("tool", "pea-export"), version)
 
 
 def _kib(n: int) -> str:
@@ -152,8 +159,15 @@ def to_markdown(report: ExportReport) -> str:
     for r in report["parity"]:
         cos = "" if r.get("cosine") is None else f"{r['cosine']:.4f}"
         sqnr = "" if r.get("sqnr_db") is None else f"{r['sqnr_db']:.1f}"
-        lines.append(f"| {r['artefact']} | {r['runtime']} | {r['score']:.2f} | {r['drop']:.2f} | "
+        runtime = r["runtime"] if r.get("gate", True) else f"{r['runtime']}, not gated"
+        lines.append(f"| {r['artefact']} | {runtime} | {r['score']:.2f} | {r['drop']:.2f} | "
                      f"{r['agreement']:.2f} | {cos} | {sqnr} | {r['max_abs_diff']:.4g} |")
+    if any(not r.get("gate", True) for r in report["parity"]):
+        lines += ["", "Gates use the int8 semantics of the file, the same on every build machine: "
+                  "onnxruntime's QDQ reference (Q/DQ unfused) and LiteRT's reference kernels. The fused "
+                  "onnxruntime int8 kernels of this CPU are reported beside them and never gate."]
+    host = report.get("host") or {}
+    lines += [f"- note: {n}" for n in host.get("notes", [])]
     classes = report["checkpoint"].get("classes")
     if report["parity"][0].get("iou") and classes:
         lines += ["", "Per-class IoU %:", "", "| artefact | " + " | ".join(classes) + " |",
@@ -186,9 +200,16 @@ def to_markdown(report: ExportReport) -> str:
                   f"({vela['inferences_per_second']:.0f}/s), {vela['total_cycles']} cycles, "
                   f"{vela['macs']} MACs; SRAM {vela['sram_kib']} KiB, off-chip flash {vela['off_chip_flash_kib']:.1f} KiB"]
         lines += [f"- CPU fallback: {op}" for op in vela["cpu_fallback"]]
+    for name, a in report["artefacts"].items():
+        if a.get("tflite_micro"):
+            m = a["tflite_micro"]
+            lines += ["", f"## TFLite Micro (`{name}`, tflite-micro {m.get('version')})", "",
+                      f"- tensor arena: {m['arena_bytes']} bytes ({_kib(m['arena_bytes'])}): the SRAM the "
+                      "device's interpreter must be given (Vela's SRAM figure above is the NPU's own working set)"]
     tm = report["timings_s"]
     lines += ["", "## Environment", "",
               "- versions: " + ", ".join(f"{k} {v}" for k, v in report["versions"].items() if v),
+              f"- build machine's int8 ISA: {host['int8_isa']}" if host.get("int8_isa") else "",
               "- wall time: " + ", ".join(f"{k[:-2]} {v:.1f} s" for k, v in tm.items()),
               f"- command: `{report['command']}`" if report["command"] else "", ""]
     return "\n".join(lines)

@@ -1,9 +1,22 @@
-"""Run each artefact the way a deployment would: torch, onnxruntime, the LiteRT interpreter.
+"""Run each artefact the way a deployment would: torch, onnxruntime, the LiteRT interpreter (and
+TFLite Micro, in tflm.py).
 
 Every runner takes normalised NCHW float32 batches and returns float32 logits (NCHW for per-pixel
-outputs), so the parity table compares like with like; the TFLite runner does the NHWC layout and
+outputs), so the parity table compares like with like; the TFLite runners do the NHWC layout and
 the int8 (de)quantization of input and output with the scales stored in the file, as an
 application on the device would.
+
+Int8 results depend on which kernels run them, so each runner names its kernels:
+- ONNX `semantics="reference"`: onnxruntime with graph optimisation off, so every QuantizeLinear
+  and DequantizeLinear runs as written (the QDQ reference semantics: float maths between exact
+  int8 grid points). It gives the same numbers on every x86 CPU, and what an integer NPU computes
+  up to its rounding. `semantics="fused"`: onnxruntime's optimised graph, whose fused int8 kernels
+  depend on this CPU's ISA (host_cpu.py): the speed a host deployment gets, not the artefact's truth.
+- TFLite `kernels="reference"`: LiteRT's reference kernels (BUILTIN_REF), plain integer C++ that
+  computes the same bytes on every host and agrees with TFLite Micro, the runtime of Ethos-U and
+  Cortex-M devices. `"builtin"` (LiteRT's optimised kernels) and `"xnnpack"` (the default
+  delegate) differ from it by a few LSB on some outputs (measured: 7 and 6 LSB at most on the
+  digits net) and are for timing.
 """
 
 from __future__ import annotations
@@ -30,16 +43,31 @@ class TorchRunner:
             return self.model(torch.from_numpy(x)).numpy()
 
 
-class OnnxRunner:
-    kind = "onnxruntime"
+ONNX_SEMANTICS = ("reference", "fused")
+TFLITE_KERNELS = ("reference", "builtin", "xnnpack")
 
-    def __init__(self, path: str | Path, threads: int = 1):
+
+class OnnxRunner:
+    def __init__(self, path: str | Path, threads: int = 1, semantics: str = "reference"):
         import onnxruntime as ort
 
+        if semantics not in ONNX_SEMANTICS:
+            raise ValueError(f"semantics must be one of {ONNX_SEMANTICS}, got {semantics!r}")
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
+        quantized = _is_quantized(path)
+        if semantics == "reference":
+            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+            self.kind = "onnxruntime, QDQ reference" if quantized else "onnxruntime, unoptimised graph"
+        elif quantized:
+            from .host_cpu import int8_isa
+
+            self.kind = f"onnxruntime, fused int8 kernels of this CPU ({int8_isa()})"
+        else:
+            self.kind = "onnxruntime"
+        self.semantics = semantics
         with step(f"loading {Path(path).name} in onnxruntime"):
             self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         first = self.session.get_inputs()[0]
@@ -52,17 +80,31 @@ class OnnxRunner:
         return np.concatenate([self.session.run(None, {self.input: x[i:i + 1]})[0] for i in range(len(x))])
 
 
+def _is_quantized(path: str | Path) -> bool:
+    import onnx
+
+    with step(f"reading {Path(path).name}"):
+        graph = onnx.load(str(path), load_external_data=False).graph
+    return any(n.op_type in ("QuantizeLinear", "QLinearConv", "QLinearMatMul") for n in graph.node)
+
+
 class TFLiteRunner:
-    kind = "litert"
-
-    def __init__(self, path: str | Path, threads: int = 1, channels_last: bool = True, keep_tensors: bool = False):
+    def __init__(self, path: str | Path, threads: int = 1, channels_last: bool = True, keep_tensors: bool = False,
+                 kernels: str = "reference"):
         """`keep_tensors`: keep every intermediate tensor readable after invoke (a diagnosis; the
-        interpreter then runs without XNNPACK and holds all of them in memory)."""
-        from ai_edge_litert.interpreter import Interpreter
+        interpreter then holds all of them in memory). `kernels`: see the module's docstring."""
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
+        resolvers = {"reference": OpResolverType.BUILTIN_REF, "xnnpack": OpResolverType.AUTO,
+                     "builtin": OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES}
+        if kernels not in resolvers:
+            raise ValueError(f"kernels must be one of {TFLITE_KERNELS}, got {kernels!r}")
+        self.kind = {"reference": "LiteRT reference kernels", "xnnpack": "LiteRT, XNNPACK",
+                     "builtin": "LiteRT optimised kernels"}[kernels]
         with native_output_captured(), step(f"loading {Path(path).name} in the LiteRT interpreter"):
             self.interpreter = Interpreter(model_path=str(path), num_threads=threads,
-                                           experimental_preserve_all_tensors=keep_tensors)
+                                           experimental_preserve_all_tensors=keep_tensors,
+                                           experimental_op_resolver_type=resolvers[kernels])
             self.interpreter.allocate_tensors()
             self.inp = self.interpreter.get_input_details()[0]
             self.out = self.interpreter.get_output_details()[0]
@@ -70,31 +112,32 @@ class TFLiteRunner:
             self.nhwc_out = channels_last and len(self.out["shape"]) == 4  # and per-pixel outputs NHWC
             self.interpreter.invoke()  # the first invoke prints the XNNPACK delegate notice
 
-    def _quantize(self, x: np.ndarray) -> np.ndarray:
-        dtype = self.inp["dtype"]
-        if not np.issubdtype(dtype, np.integer):
-            return x.astype(dtype)
-        scale, zero = self.inp["quantization"]
-        info = np.iinfo(dtype)
-        return np.clip(np.round(x / scale) + zero, info.min, info.max).astype(dtype)
-
-    def _dequantize(self, y: np.ndarray) -> np.ndarray:
-        if not np.issubdtype(y.dtype, np.integer):
-            return y.astype(np.float32)
-        scale, zero = self.out["quantization"]
-        return ((y.astype(np.float32) - zero) * scale).astype(np.float32)
-
     def __call__(self, x: np.ndarray) -> np.ndarray:
         rows = []
         for sample in x:  # the file is specialised to batch 1, as the device runs it
             sample = sample[None]
             if self.nhwc:
                 sample = sample.transpose(0, 2, 3, 1)
-            self.interpreter.set_tensor(self.inp["index"], self._quantize(np.ascontiguousarray(sample)))
+            self.interpreter.set_tensor(self.inp["index"], quantize_input(np.ascontiguousarray(sample), self.inp["dtype"],
+                                                                          *self.inp["quantization"]))
             self.interpreter.invoke()
-            y = self._dequantize(self.interpreter.get_tensor(self.out["index"]))
+            y = dequantize_output(self.interpreter.get_tensor(self.out["index"]), *self.out["quantization"])
             rows.append(y.transpose(0, 3, 1, 2) if self.nhwc_out else y)
         return np.concatenate(rows)
+
+
+def quantize_input(x: np.ndarray, dtype, scale: float, zero: int) -> np.ndarray:
+    """`x` in the input tensor's type: quantized with the file's scale and zero point when integer."""
+    if not np.issubdtype(dtype, np.integer):
+        return x.astype(dtype)
+    info = np.iinfo(dtype)
+    return np.clip(np.round(x / scale) + zero, info.min, info.max).astype(dtype)
+
+
+def dequantize_output(y: np.ndarray, scale: float, zero: int) -> np.ndarray:
+    if not np.issubdtype(y.dtype, np.integer):
+        return y.astype(np.float32)
+    return ((y.astype(np.float32) - zero) * scale).astype(np.float32)
 
 
 def latency_ms(runner, example: np.ndarray, runs: int = 50, warmup: int = 5) -> dict:

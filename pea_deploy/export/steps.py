@@ -30,7 +30,8 @@ def require(module: str, purpose: str, extra: str) -> None:
 @contextlib.contextmanager
 def native_output_captured():
     """Silence what converters print from C++ (progress, absl logs) at the file-descriptor level,
-    where Python's redirect_stdout cannot reach; on failure the captured tail joins the message."""
+    where Python's redirect_stdout cannot reach; on failure the captured tail joins the message.
+    Yields a function that returns what was captured so far."""
     import os
     import sys
     import tempfile
@@ -41,8 +42,14 @@ def native_output_captured():
     with tempfile.TemporaryFile(mode="w+b") as sink:
         os.dup2(sink.fileno(), 1)
         os.dup2(sink.fileno(), 2)
+        def captured() -> str:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            sink.seek(0)
+            return sink.read().decode(errors="replace")
+
         try:
-            yield
+            yield captured
         except ExportStepError as e:
             sink.seek(0)
             tail = [ln for ln in sink.read().decode(errors="replace").splitlines() if ln.strip()][-1:]

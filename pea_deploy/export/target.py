@@ -7,6 +7,8 @@ op checker reads profiles but knows nothing of compilers).
     vela_accelerator = "ethos-u55-128"  # compile the int8 TFLite with Arm Vela for this config
     vela_system_config = "Ethos_U55_High_End_Embedded"  # the performance estimate's system and memory
     vela_memory_mode = "Shared_Sram"    #   mode, from Vela's Arm/vela.ini (default: Vela's internal one)
+    parity_runtimes = ["tflite-micro"]  # device runtimes that also run the int8 TFLite in parity
+                                        #   (tflite-micro: TFLite Micro, with its tensor arena size)
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from ..verify.profile import Profile
 from .onnx_quant import ACTIVATION_DTYPES
 
 MIN_OPSET = 13  # per-channel QuantizeLinear needs 13
+PARITY_RUNTIMES = ("tflite-micro",)
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,7 @@ class ExportSettings:
     vela_accelerator: str | None = None
     vela_system_config: str | None = None
     vela_memory_mode: str | None = None
+    parity_runtimes: tuple[str, ...] = ()
 
     @classmethod
     def from_profile(cls, profile: Profile) -> "ExportSettings":
@@ -51,7 +55,13 @@ class ExportSettings:
                 raise ConfigError(f"{where}: {unknown_name('export.vela_accelerator', vela, known or ('ethos-u55-128',))}")
         system, memory = raw.get("vela_system_config"), raw.get("vela_memory_mode")
         check_vela_config(system, memory, ("export.vela_system_config", "export.vela_memory_mode"), where)
-        return cls(opset, dtype, vela, system, memory)
+        runtimes = raw.get("parity_runtimes", [])
+        if not isinstance(runtimes, list):
+            raise ConfigError(f"{where}: 'export.parity_runtimes' must be a list, got {runtimes!r}")
+        for name in runtimes:
+            if name not in PARITY_RUNTIMES:
+                raise ConfigError(f"{where}: {unknown_name('export.parity_runtimes entry', name, PARITY_RUNTIMES)}")
+        return cls(opset, dtype, vela, system, memory, tuple(dict.fromkeys(runtimes)))
 
 
 def vela_accelerators() -> tuple[str, ...]:

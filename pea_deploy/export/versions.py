@@ -6,7 +6,7 @@ import platform
 from importlib.metadata import PackageNotFoundError, version
 
 PACKAGES = ("pea-deploy", "torch", "numpy", "onnx", "onnxruntime", "onnxsim", "onnxscript",
-            "ai-edge-litert", "litert-torch", "torchao", "ethos-u-vela")
+            "ai-edge-litert", "litert-torch", "torchao", "ethos-u-vela", "tflite-micro")
 
 
 def versions() -> dict[str, str | None]:

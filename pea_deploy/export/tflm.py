@@ -1,0 +1,105 @@
+"""Run an int8 TFLite file in TensorFlow Lite for Microcontrollers, the runtime Ethos-U and Cortex-M
+devices run it in, and measure the tensor arena it needs: the SRAM a device must give the model.
+
+TFLM's kernels here are its portable reference kernels (the CMSIS-NN and Ethos-U ones exist only on
+the device); they compute the integer semantics TFLite defines, as LiteRT's reference kernels do.
+A model TFLM cannot run (an operator it lacks, a tensor it cannot place) fails with TFLM's reason.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+
+from .runtimes import dequantize_output, quantize_input
+from ..errors import ExportStepError
+from .steps import native_output_captured, step
+
+# TFLM's own heuristic is 10x the model's bytes; a net whose activations outgrow it gets up to 64x
+ARENA_FACTORS = (10, 64)
+_ARENA_TOTAL = re.compile(r"Arena allocation total (\d+) bytes")
+
+
+class TFLMRunner:
+    kind = "TFLite Micro"
+
+    def __init__(self, path: str | Path, channels_last: bool = True):
+        from tflite_micro import runtime
+
+        path = Path(path)
+        data = path.read_bytes()
+        failure = None
+        with native_output_captured() as captured:
+            for factor in ARENA_FACTORS:
+                try:
+                    self.interpreter = runtime.Interpreter.from_bytes(data, arena_size=factor * len(data) + (64 << 10))
+                    break
+                except RuntimeError as e:
+                    said = [ln.strip() for ln in captured().splitlines() if ln.strip()]
+                    # a too-small arena is retried; any other failure (an unsupported op) is TFLM's answer
+                    if said and said[0].startswith("Failed to allocate") and factor != ARENA_FACTORS[-1]:
+                        continue
+                    failure = ("; ".join(said[:2]) or str(e))[:300]
+                    break
+        if failure is not None:
+            raise ExportStepError(f"TFLite Micro cannot run {path.name}: {failure}")
+        self.inp = self.interpreter.get_input_details(0)
+        self.out = self.interpreter.get_output_details(0)
+        self.nhwc = channels_last and len(self.inp["shape"]) == 4
+        self.nhwc_out = channels_last and len(self.out["shape"]) == 4
+        self._arena_bytes: int | None = None
+
+    @staticmethod
+    def _scale_zero(details: dict) -> tuple[float, int]:
+        q = details.get("quantization_parameters") or {}
+        scales, zeros = q.get("scales", []), q.get("zero_points", [])
+        return (float(scales[0]), int(zeros[0])) if len(scales) else (0.0, 0)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        rows = []
+        with step("TFLite Micro inference"):
+            for sample in x:  # batch 1, as the device runs it
+                sample = sample[None]
+                if self.nhwc:
+                    sample = sample.transpose(0, 2, 3, 1)
+                self.interpreter.set_input(quantize_input(np.ascontiguousarray(sample), self.inp["dtype"],
+                                                          *self._scale_zero(self.inp)), 0)
+                self.interpreter.invoke()
+                y = dequantize_output(np.array(self.interpreter.get_output(0)), *self._scale_zero(self.out))
+                rows.append(y.transpose(0, 3, 1, 2) if self.nhwc_out else y)
+        return np.concatenate(rows)
+
+    def arena_bytes(self) -> int:
+        """Bytes of the tensor arena the model used (TFLM's recording allocator: head + tail), after
+        at least one inference; the figure a device's arena must at least hold."""
+        if self._arena_bytes is None:
+            import os
+            import tempfile
+
+            with tempfile.TemporaryFile(mode="w+b") as sink:
+                saved = [os.dup(1), os.dup(2)]  # TFLM prints from C++, below Python's sys.stderr
+                os.dup2(sink.fileno(), 1)
+                os.dup2(sink.fileno(), 2)
+                try:
+                    self.interpreter.print_allocations()
+                finally:
+                    for fd, original in zip((1, 2), saved):
+                        os.dup2(original, fd)
+                        os.close(original)
+                sink.seek(0)
+                found = _ARENA_TOTAL.search(sink.read().decode(errors="replace"))
+            if found is None:
+                raise RuntimeError("TFLite Micro did not report its arena allocation")
+            self._arena_bytes = int(found.group(1))
+        return self._arena_bytes
+
+
+def tflm_version() -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("tflite-micro")
+    except PackageNotFoundError:
+        return None
