@@ -7,6 +7,8 @@
     quantize_onnx("model.fp32.onnx", "model.int8.onnx", calibration_images)
     export_tflite_int8(relu_net, calibration_images, "model.int8.tflite")   # pea-deploy[tflite]
     onnx_layer_errors("model.fp32.onnx", "model.int8.onnx", images)          # which layer loses int8
+    OnnxRunner("model.int8.onnx")(images)         # the file's QDQ reference semantics, any host
+    TFLMRunner("model.int8.tflite")(images)       # TFLite Micro, as an Ethos-U device runs it
     quantized = qat_finetune(relu_net, calibration_images, batches, loss)    # when post-training loses
     write_tflite(quantized, "model.int8.tflite")
 
@@ -21,7 +23,7 @@ _EXPORTS = {
     "strip_and_compare": ".trained", "export_onnx": ".onnx_export", "quantize_onnx": ".onnx_quant",
     "export_tflite_int8": ".tflite_export", "compile_for_ethos_u": ".vela",
     "OnnxRunner": ".runtimes", "TFLiteRunner": ".runtimes", "TorchRunner": ".runtimes",
-    "latency_ms": ".runtimes", "calibration_inputs": ".samples", "validation_inputs": ".samples",
+    "latency_ms": ".runtimes", "TFLMRunner": ".tflm", "int8_isa": ".host_cpu", "calibration_inputs": ".samples", "validation_inputs": ".samples",
     "pt2e_quantize": ".tflite_export", "write_tflite": ".tflite_export", "qat_finetune": ".qat",
     "onnx_layer_errors": ".onnx_layer_error", "tflite_layer_errors": ".tflite_layer_error",
 }
