@@ -23,7 +23,8 @@ _EXPORTS = {
     "strip_and_compare": ".trained", "export_onnx": ".onnx_export", "quantize_onnx": ".onnx_quant",
     "export_tflite_int8": ".tflite_export", "compile_for_ethos_u": ".vela",
     "OnnxRunner": ".runtimes", "TFLiteRunner": ".runtimes", "TorchRunner": ".runtimes",
-    "latency_ms": ".runtimes", "TFLMRunner": ".tflm", "int8_isa": ".host_cpu", "calibration_inputs": ".samples", "validation_inputs": ".samples",
+    "latency_ms": ".runtimes", "TFLMRunner": ".tflm", "int8_isa": ".host_cpu",
+    "calibration_inputs": ".samples", "validation_inputs": ".samples",
     "pt2e_quantize": ".tflite_export", "write_tflite": ".tflite_export", "qat_finetune": ".qat",
     "onnx_layer_errors": ".onnx_layer_error", "tflite_layer_errors": ".tflite_layer_error",
 }

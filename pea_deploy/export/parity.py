@@ -59,10 +59,6 @@ class ParityEntry:
     runner: Callable[[np.ndarray], np.ndarray]
     gate: bool = True
 
-    @property
-    def key(self) -> tuple[str, str]:
-        return self.artefact, self.runner.kind
-
 
 class ParityScorer:
     """Feed (torch outputs, artefact outputs, labels) batch by batch; `rows()` gives the table. What

@@ -30,13 +30,13 @@ from .parity import ParityEntry, ParityRow, run_parity
 from .report import ExportReport, Failure, FailureKind
 from .host_cpu import int8_isa
 from .runtimes import OnnxRunner, TFLiteRunner, TorchRunner, latency_ms
-from .tflm import TFLMRunner, tflm_version
+from .tflm import TFLMRunner
 from .samples import calibration_inputs, load_splits, validation_inputs
 from .staging import make_staging
 from .steps import require
 from .target import ExportSettings, check_vela_config
 from .trained import load_trained, require_deployable, strip_and_compare
-from .versions import versions
+from .versions import package_version, versions
 
 FORMATS = ("onnx", "tflite")
 FP32_ONNX, INT8_ONNX, INT8_TFLITE = "model.fp32.onnx", "model.int8.onnx", "model.int8.tflite"
@@ -246,7 +246,7 @@ def export_checkpoint(source: str | Path, target: str | Profile, out: str | Path
         x1 = example.numpy()
         latency = {name: latency_ms(r, x1, runs=options.latency_runs) for name, r in timed_runners.items()}
         tflm_runner = next((e.runner for e in entries if isinstance(e.runner, TFLMRunner)), None)
-        tflm_report = ({"arena_bytes": tflm_runner.arena_bytes(), "version": tflm_version()}
+        tflm_report = ({"arena_bytes": tflm_runner.arena_bytes(), "version": package_version("tflite-micro")}
                        if tflm_runner is not None else None)
         if tflm_report:
             say(f"TFLite Micro: tensor arena {tflm_report['arena_bytes']} bytes")

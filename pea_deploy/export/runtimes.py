@@ -67,7 +67,6 @@ class OnnxRunner:
             self.kind = f"onnxruntime, fused int8 kernels of this CPU ({int8_isa()})"
         else:
             self.kind = "onnxruntime"
-        self.semantics = semantics
         with step(f"loading {Path(path).name} in onnxruntime"):
             self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         first = self.session.get_inputs()[0]

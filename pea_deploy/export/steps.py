@@ -42,6 +42,7 @@ def native_output_captured():
     with tempfile.TemporaryFile(mode="w+b") as sink:
         os.dup2(sink.fileno(), 1)
         os.dup2(sink.fileno(), 2)
+
         def captured() -> str:
             sys.stdout.flush()
             sys.stderr.flush()

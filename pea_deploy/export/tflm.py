@@ -13,13 +13,20 @@ from pathlib import Path
 
 import numpy as np
 
-from .runtimes import dequantize_output, quantize_input
 from ..errors import ExportStepError
+from .runtimes import dequantize_output, quantize_input
 from .steps import native_output_captured, step
 
 # TFLM's own heuristic is 10x the model's bytes; a net whose activations outgrow it gets up to 64x
 ARENA_FACTORS = (10, 64)
 _ARENA_TOTAL = re.compile(r"Arena allocation total (\d+) bytes")
+
+
+def _scale_zero(details: dict) -> tuple[float, int]:
+    """(scale, zero point) of a TFLM tensor's details; (0, 0) for a float tensor."""
+    q = details.get("quantization_parameters") or {}
+    scales, zeros = q.get("scales", []), q.get("zero_points", [])
+    return (float(scales[0]), int(zeros[0])) if len(scales) else (0.0, 0)
 
 
 class TFLMRunner:
@@ -49,13 +56,8 @@ class TFLMRunner:
         self.out = self.interpreter.get_output_details(0)
         self.nhwc = channels_last and len(self.inp["shape"]) == 4
         self.nhwc_out = channels_last and len(self.out["shape"]) == 4
+        self.in_params, self.out_params = _scale_zero(self.inp), _scale_zero(self.out)
         self._arena_bytes: int | None = None
-
-    @staticmethod
-    def _scale_zero(details: dict) -> tuple[float, int]:
-        q = details.get("quantization_parameters") or {}
-        scales, zeros = q.get("scales", []), q.get("zero_points", [])
-        return (float(scales[0]), int(zeros[0])) if len(scales) else (0.0, 0)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         rows = []
@@ -65,9 +67,9 @@ class TFLMRunner:
                 if self.nhwc:
                     sample = sample.transpose(0, 2, 3, 1)
                 self.interpreter.set_input(quantize_input(np.ascontiguousarray(sample), self.inp["dtype"],
-                                                          *self._scale_zero(self.inp)), 0)
+                                                          *self.in_params), 0)
                 self.interpreter.invoke()
-                y = dequantize_output(np.array(self.interpreter.get_output(0)), *self._scale_zero(self.out))
+                y = dequantize_output(np.array(self.interpreter.get_output(0)), *self.out_params)
                 rows.append(y.transpose(0, 3, 1, 2) if self.nhwc_out else y)
         return np.concatenate(rows)
 
@@ -75,31 +77,11 @@ class TFLMRunner:
         """Bytes of the tensor arena the model used (TFLM's recording allocator: head + tail), after
         at least one inference; the figure a device's arena must at least hold."""
         if self._arena_bytes is None:
-            import os
-            import tempfile
-
-            with tempfile.TemporaryFile(mode="w+b") as sink:
-                saved = [os.dup(1), os.dup(2)]  # TFLM prints from C++, below Python's sys.stderr
-                os.dup2(sink.fileno(), 1)
-                os.dup2(sink.fileno(), 2)
-                try:
-                    self.interpreter.print_allocations()
-                finally:
-                    for fd, original in zip((1, 2), saved):
-                        os.dup2(original, fd)
-                        os.close(original)
-                sink.seek(0)
-                found = _ARENA_TOTAL.search(sink.read().decode(errors="replace"))
+            with native_output_captured() as captured:  # TFLM prints it from C++, below sys.stderr
+                self.interpreter.print_allocations()
+                found = _ARENA_TOTAL.search(captured())
             if found is None:
-                raise RuntimeError("TFLite Micro did not report its arena allocation")
+                raise ExportStepError("TFLite Micro did not report its tensor arena (print_allocations)")
             self._arena_bytes = int(found.group(1))
         return self._arena_bytes
 
-
-def tflm_version() -> str | None:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("tflite-micro")
-    except PackageNotFoundError:
-        return None

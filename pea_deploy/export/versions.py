@@ -9,11 +9,12 @@ PACKAGES = ("pea-deploy", "torch", "numpy", "onnx", "onnxruntime", "onnxsim", "o
             "ai-edge-litert", "litert-torch", "torchao", "ethos-u-vela", "tflite-micro")
 
 
+def package_version(name: str) -> str | None:
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
+
+
 def versions() -> dict[str, str | None]:
-    found: dict[str, str | None] = {"python": platform.python_version()}
-    for name in PACKAGES:
-        try:
-            found[name] = version(name)
-        except PackageNotFoundError:
-            found[name] = None
-    return found
+    return {"python": platform.python_version(), **{name: package_version(name) for name in PACKAGES}}
