@@ -26,7 +26,8 @@ def _formats(ctx, param, value):
 @click.option("--out", type=click.Path(file_okay=False),
               help="output directory  [default: RUN_DIR/export/TARGET, or next to the checkpoint]")
 @click.option("--formats", default="onnx,tflite", show_default=True, callback=_formats,
-              help="comma-separated: onnx (fp32 + int8 QDQ), tflite (full-integer int8; pea-deploy[tflite])")
+              help="comma-separated: onnx (fp32 + int8 QDQ), tflite (full-integer int8; pea-deploy[tflite]), pte "
+              "(ExecuTorch int8 XNNPACK program; pea-deploy[executorch])")
 @click.option("--calib-data", type=click.Path(), help="folder of calibration images  [default: the run's training split]")
 @click.option("--calib-samples", type=int, default=256, show_default=True, help="calibration images")
 @click.option("--calib-method", help="activation ranges: minmax, percentile (both formats), entropy (ONNX), "

@@ -9,6 +9,8 @@
     onnx_layer_errors("model.fp32.onnx", "model.int8.onnx", images)          # which layer loses int8
     OnnxRunner("model.int8.onnx")(images)         # the file's QDQ reference semantics, any host
     TFLMRunner("model.int8.tflite")(images)       # TFLite Micro, as an Ethos-U device runs it
+    export_pte_int8(relu_net, calibration_images, "model.int8.pte")   # pea-deploy[executorch]
+    ExecuTorchRunner("model.int8.pte")(images)    # the ExecuTorch runtime, XNNPACK delegate
     quantized = qat_finetune(relu_net, calibration_images, batches, loss)    # when post-training loses
     write_tflite(quantized, "model.int8.tflite")
 
@@ -26,6 +28,8 @@ _EXPORTS = {
     "latency_ms": ".runtimes", "TFLMRunner": ".tflm", "int8_isa": ".host_cpu",
     "calibration_inputs": ".samples", "validation_inputs": ".samples",
     "pt2e_quantize": ".tflite_export", "write_tflite": ".tflite_export", "qat_finetune": ".qat",
+    "export_pte_int8": ".executorch_pte", "xnnpack_quantize": ".executorch_pte", "write_pte": ".executorch_pte",
+    "ExecuTorchRunner": ".executorch_pte",
     "onnx_layer_errors": ".onnx_layer_error", "tflite_layer_errors": ".tflite_layer_error",
 }
 

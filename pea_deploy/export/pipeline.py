@@ -38,9 +38,12 @@ from .target import ExportSettings, check_vela_config
 from .trained import load_trained, require_deployable, strip_and_compare
 from .versions import package_version, versions
 
-FORMATS = ("onnx", "tflite")
-FP32_ONNX, INT8_ONNX, INT8_TFLITE = "model.fp32.onnx", "model.int8.onnx", "model.int8.tflite"
-ARTEFACTS = (FP32_ONNX, INT8_ONNX, INT8_TFLITE)
+FORMATS = ("onnx", "tflite", "pte")
+DEFAULT_FORMATS = ("onnx", "tflite")  # pte (ExecuTorch) on request: it needs its own extra
+FP32_ONNX, INT8_ONNX, INT8_TFLITE, INT8_PTE = "model.fp32.onnx", "model.int8.onnx", "model.int8.tflite", "model.int8.pte"
+ARTEFACTS = (FP32_ONNX, INT8_ONNX, INT8_TFLITE, INT8_PTE)
+PTE_PROFILE = "xnnpack"
+PTE_QUANTIZER = "XNNPACKQuantizer, symmetric per-channel, its histogram observers"  # the .pte runs on a CPU: checked against this unless the target has [pte] rules
 REPORTS = ("report.json", "report.md")
 # Healthy int8 artefacts of the project's nets measure 0.999+; issue 16's third-party ImageNet
 # MobileNet measured 0.995 (int8 ONNX, 89 % top-1 agreement) and 0.888 (TFLite, 67 %).
@@ -49,7 +52,7 @@ MIN_COSINE = 0.99
 
 @dataclass
 class ExportOptions:
-    formats: tuple[str, ...] = FORMATS
+    formats: tuple[str, ...] = DEFAULT_FORMATS
     calib_dir: str | Path | None = None
     calib_samples: int = 256
     calib_method: str | None = None       # None: minmax for ONNX, histogram for TFLite
@@ -74,7 +77,7 @@ class ExportOptions:
             if f not in FORMATS:
                 raise unknown_name("format", f, FORMATS)
         if not self.formats:
-            raise ConfigError("--formats is empty; give onnx, tflite or both")
+            raise ConfigError("--formats is empty; give one or more of onnx, tflite, pte")
         if self.calib_method is not None:
             known = tuple(dict.fromkeys(CALIBRATION_METHODS + TFLITE_CALIBRATION_METHODS))
             if self.calib_method not in known:
@@ -168,6 +171,8 @@ def export_checkpoint(source: str | Path, target: str | Profile, out: str | Path
     alphas = require_deployable(trained)
     if "tflite" in options.formats:
         require("litert_torch", "the int8 TFLite export (--formats tflite)", "tflite")
+    if "pte" in options.formats:
+        require("executorch", "the ExecuTorch export (--formats pte)", "executorch")
     vela_config = settings.vela_accelerator if "tflite" in options.formats else None
     if vela_config:
         require("ethosu", f"target {profile.name} (Vela compilation for {vela_config})", "vela")
@@ -209,6 +214,12 @@ def export_checkpoint(source: str | Path, target: str | Profile, out: str | Path
             made.append(INT8_TFLITE)
             how = f"quantization-aware, {options.qat_epochs} epoch(s)" if options.qat_epochs else "post-training"
             say(f"TFLite: {INT8_TFLITE} (full integer, NHWC input, {how})")
+        if "pte" in options.formats:
+            from .executorch_pte import export_pte_int8
+
+            timed("pte_int8_s", export_pte_int8, stripped, calib, staging / INT8_PTE)
+            made.append(INT8_PTE)
+            say(f"ExecuTorch: {INT8_PTE} (XNNPACK delegate, int8, float NCHW input)")
 
         entries, timed_runners = _parity_runners(stripped, staging, made, tflm)
         t0 = time.perf_counter()
@@ -227,11 +238,9 @@ def export_checkpoint(source: str | Path, target: str | Profile, out: str | Path
         timings["layer_errors_s"] = round(time.perf_counter() - t0, 3)
 
         t0 = time.perf_counter()
-        checks = {}
+        checks, checked_against = {}, {}
         for name in made:
-            # The fp32 ONNX is the reference artefact, not a deployable one: it is held to every rule
-            # of the target except int8.
-            applied = dataclasses.replace(profile, int8=False) if name == FP32_ONNX else profile
+            checked_against[name] = applied = _check_profile(name, profile)
             checks[name] = verify_model(staging / name, applied)
         vela = None
         if vela_config and INT8_TFLITE in made:
@@ -260,7 +269,8 @@ def export_checkpoint(source: str | Path, target: str | Profile, out: str | Path
                             "sha256": _sha256(staging / name), "runtime": timed_runners[name].kind,
                             "latency_batch1_1thread": latency[name],
                             **({"tflite_micro": tflm_report} if tflm_report and name == INT8_TFLITE else {}),
-                            "verify": {**model_to_dict(checks[name]), "path": name},
+                            "verify": {**model_to_dict(checks[name]), "path": name,
+                                       "profile": checked_against[name].name},
                             **({"layer_errors": [e.to_dict() for e in ranked(layer_errors[name])]}
                                if name in layer_errors else {})}
                      for name in made}
@@ -276,6 +286,7 @@ def export_checkpoint(source: str | Path, target: str | Profile, out: str | Path
             settings={"formats": list(options.formats), "opset": opset, "activation_dtype": act_dtype,
                       "calibration": {"source": calib_source, "samples": len(calib),
                                       "onnx_method": onnx_method, "tflite_observer": tflite_method,
+                                      **({"pte_quantizer": PTE_QUANTIZER} if INT8_PTE in made else {}),
                                       "tflite_qat": ({"epochs": options.qat_epochs, "lr": options.qat_lr,
                                                       "batch": options.qat_batch} if options.qat_epochs else None)},
                       "validation": {"source": val.source, "samples": len(val.images)},
@@ -289,6 +300,17 @@ def export_checkpoint(source: str | Path, target: str | Profile, out: str | Path
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return ExportResult(out, report, {k: v for k, v in placed.items() if k in ARTEFACTS})
+
+
+def _check_profile(name: str, profile: Profile) -> Profile:
+    """The rules an artefact answers to. The fp32 ONNX is the reference artefact, not a deployable
+    one: every rule of the target except int8. The .pte runs on a CPU through XNNPACK, not on the
+    target's accelerator: the xnnpack profile, held to the target's activations."""
+    if name == FP32_ONNX:
+        return dataclasses.replace(profile, int8=False)
+    if name == INT8_PTE and not profile.pte.ops:
+        return dataclasses.replace(load_profile(PTE_PROFILE), activations=profile.activations)
+    return profile
 
 
 def _parity_runners(stripped, staging: Path, made: list[str], tflm: bool) -> tuple[list[ParityEntry], dict]:
@@ -305,6 +327,11 @@ def _parity_runners(stripped, staging: Path, made: list[str], tflm: bool) -> tup
             timed[name] = OnnxRunner(staging / name, semantics="fused")
             entries += [ParityEntry(name, OnnxRunner(staging / name, semantics="reference")),
                         ParityEntry(name, timed[name], gate=False)]
+        elif name == INT8_PTE:
+            from .executorch_pte import ExecuTorchRunner
+
+            timed[name] = ExecuTorchRunner(staging / name)
+            entries.append(ParityEntry(name, timed[name]))
         else:
             timed[name] = TFLiteRunner(staging / name, kernels="xnnpack")
             entries.append(ParityEntry(name, TFLiteRunner(staging / name, kernels="reference")))

@@ -143,7 +143,8 @@ def to_markdown(report: ExportReport) -> str:
         f"- validation: {s['validation']['source']}, {s['validation']['samples']} images",
         f"- calibration: {s['calibration']['source']} (ONNX: {s['calibration']['onnx_method']}, "
         f"{s['activation_dtype']} activations; TFLite: {s['calibration']['tflite_observer']}"
-        f"{_qat(s['calibration'].get('tflite_qat'))})",
+        f"{_qat(s['calibration'].get('tflite_qat'))}"
+        f"{'; ExecuTorch: ' + s['calibration']['pte_quantizer'] if s['calibration'].get('pte_quantizer') else ''})",
         f"- gates: an artefact fails when its {METRIC_LABELS[report['parity'][0]['metric']]} is more than "
         f"{s['max_drop']:g} points below torch's, or its output cosine to torch is below {s.get('min_cosine', 0):g}",
         f"- ONNX opset {s['opset']}, input NCHW {s['input_shape_nchw']}",
@@ -164,7 +165,8 @@ def to_markdown(report: ExportReport) -> str:
                      f"{r['agreement']:.2f} | {cos} | {sqnr} | {r['max_abs_diff']:.4g} |")
     if any(not r.get("gate", True) for r in report["parity"]):
         lines += ["", "Gates use the int8 semantics of the file, the same on every build machine: "
-                  "onnxruntime's QDQ reference (Q/DQ unfused) and LiteRT's reference kernels. The fused "
+                  "onnxruntime's QDQ reference (Q/DQ unfused), LiteRT's reference kernels and, for a .pte, "
+                  "ExecuTorch's XNNPACK kernels (the same bytes on AVX2 and AVX-512 hosts). The fused "
                   "onnxruntime int8 kernels of this CPU are reported beside them and never gate."]
     host = report.get("host") or {}
     lines += [f"- note: {n}" for n in host.get("notes", [])]
@@ -187,7 +189,8 @@ def to_markdown(report: ExportReport) -> str:
     lines += ["", "## Operators per artefact", ""]
     for name, a in report["artefacts"].items():
         v = a["verify"]
-        scope = " (reference: all rules but int8)" if name.endswith("fp32.onnx") else ""
+        scope = (" (reference: all rules but int8)" if name.endswith("fp32.onnx") else
+                 f" (against the {v['profile']} profile: it runs on a CPU)" if v.get("profile") not in (None, report["target"]["name"]) else "")
         lines.append(f"- `{name}`{scope}: {v['verdict']}, {v['nodes']} nodes: {v['op_summary']}")
         for viol in v["violations"][:10]:
             lines.append(f"  - {viol['op']} `{viol['node_name']}`: {viol['message']} [{viol['reason_code']}]")

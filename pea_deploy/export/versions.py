@@ -6,7 +6,8 @@ import platform
 from importlib.metadata import PackageNotFoundError, version
 
 PACKAGES = ("pea-deploy", "torch", "numpy", "onnx", "onnxruntime", "onnxsim", "onnxscript",
-            "ai-edge-litert", "litert-torch", "torchao", "ethos-u-vela", "tflite-micro")
+            "ai-edge-litert", "litert-torch", "torchao", "ethos-u-vela", "tflite-micro",
+            "executorch")
 
 
 def package_version(name: str) -> str | None:

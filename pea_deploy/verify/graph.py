@@ -1,4 +1,5 @@
-"""A format-neutral view of a model graph: what the rules read, whether it came from ONNX or TFLite.
+"""A format-neutral view of a model graph: what the rules read, whether it came from ONNX, TFLite or
+an ExecuTorch program.
 
 Each node keeps its own spelling (`op`, for messages) and carries its format-neutral `kind` (see
 ops.py); the readers put kernel, stride, dilation and depth multiplier into `attrs` as lists in one
@@ -17,13 +18,14 @@ class UnreadableModel(Exception):
 class Node:
     index: int
     name: str
-    op: str                          # ONNX op_type, or the TFLite builtin name (CUSTOM:..., FLEX:...)
+    op: str                          # ONNX op_type, TFLite builtin name (CUSTOM:..., FLEX:...), XNNPACK node
+                                     #   type or ExecuTorch kernel (aten::relu.out)
     inputs: list[str]
     outputs: list[str]
     graph: str = "main"              # subgraph / nested-graph path
     fused_activation: str | None = None   # TFLite only: NONE, RELU, RELU6, TANH, ...
     attrs: dict = field(default_factory=dict)  # kernel, stride, dilation, depth_multiplier, clip bounds
-    kind: str = ""                   # format-neutral op kind, set by the Graph
+    kind: str = ""                   # format-neutral op kind, set by the Graph unless the reader knows it
 
 
 @dataclass
@@ -38,7 +40,7 @@ class Tensor:
 @dataclass
 class Graph:
     path: str
-    format: str                      # "onnx" or "tflite"
+    format: str                      # "onnx", "tflite" or "pte"
     nodes: list[Node]
     tensors: dict[str, Tensor]
     inputs: list[str]
@@ -51,7 +53,7 @@ class Graph:
         from .ops import op_kind
 
         for node in self.nodes:
-            node.kind = op_kind(self.format, node.op)
+            node.kind = node.kind or op_kind(self.format, node.op)
             for t in node.outputs:
                 self.producers[(node.graph, t)] = node
             for t in node.inputs:

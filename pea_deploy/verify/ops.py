@@ -1,5 +1,6 @@
-"""One op vocabulary for both formats: the readers map every ONNX op_type and TFLite builtin to an op
-*kind* (`Mul` and `MUL` are both `mul`), and the rules and patterns are written against kinds.
+"""One op vocabulary for every format: the readers map every ONNX op_type, TFLite builtin, XNNPACK node
+and ExecuTorch kernel to an op *kind* (`Mul`, `MUL`, `XNNMultiply` and `aten::mul.out` are all
+`mul`), and the rules and patterns are written against kinds.
 
 Profiles keep listing ops in their format's own spelling (a profile is a document about one
 compiler's op list); only the checker's own logic speaks kinds.
@@ -22,6 +23,24 @@ _ALIASES = {
     "RESIZE_BILINEAR": "resize", "RESIZE_NEAREST_NEIGHBOR": "resize", "PADV2": "pad", "MIRROR_PAD": "pad",
 }
 
+# XNNPACK node types (an ExecuTorch delegate's graph) whose kind the mechanical rule misses.
+_XNNPACK = {
+    "XNNConv2d": "conv", "XNNDepthwiseConv2d": "conv", "XNNConvTranspose2d": "conv_transpose",
+    "XNNFullyConnected": "fully_connected", "XNNAvgPooling2d": "average_pool", "XNNMaxPooling2d": "max_pool",
+    "XNNArgMaxPooling2d": "max_pool", "XNNGlobalAvgPooling2d": "global_average_pool", "XNNClamp": "clip",
+    "XNNHardswish": "hard_swish", "XNNLeakyReLU": "leaky_relu", "XNNPReLU": "prelu", "XNNELU": "elu",
+    "XNNMultiply": "mul", "XNNSubtract": "sub", "XNNBatchMatrixMultiply": "matmul", "XNNCopy": "identity",
+    "XNNStaticConstantPad": "pad", "XNNStaticResizeBilinear2D": "resize", "XNNSquareRoot": "sqrt",
+    "XNNReciprocalSquareRoot": "rsqrt",
+}
+# ExecuTorch kernels (aten::NAME.out) whose NAME is not the kind.
+_KERNELS = {"silu": "swish", "hardswish": "hard_swish", "hardsigmoid": "hard_sigmoid", "hardtanh": "clip",
+            "convolution": "conv", "addmm": "fully_connected", "mm": "matmul", "bmm": "matmul", "cat": "concat",
+            "quantize_per_tensor": "quantize", "quantize_per_channel": "quantize",
+            "dequantize_per_tensor": "dequantize", "dequantize_per_channel": "dequantize",
+            "max_pool2d_with_indices": "max_pool", "avg_pool2d": "average_pool", "_softmax": "softmax",
+            "view_copy": "reshape", "_native_batch_norm_legit_no_training": "batch_normalization"}
+
 # Kinds that are activations: rejected unless they are the ReLU/ReLU6 the target runs. The smooth
 # activations registered in pea_deploy.registry add their own spellings (see activation_kinds()).
 _ACTIVATION_KINDS = frozenset({
@@ -37,10 +56,19 @@ STRUCTURAL = frozenset({"constant", "identity"})  # no computation of their own
 
 @lru_cache(maxsize=None)
 def op_kind(fmt: str, op: str) -> str:
-    """The format-neutral kind of `op` as spelled in `fmt` ("onnx" or "tflite")."""
+    """The format-neutral kind of `op` as spelled in `fmt` ("onnx", "tflite" or "pte")."""
+    if fmt == "pte":
+        if "::" in op:  # a kernel outside any delegate: aten::gelu.out
+            name = op.split("::", 1)[1].split(".", 1)[0]
+            return _KERNELS.get(name, name)
+        if op in _XNNPACK:
+            return _XNNPACK[op]
+        if op.startswith("XNNConcatenate"):
+            return "concat"
+        op = op.removeprefix("XNN").removeprefix("Static")
     if op in _ALIASES:
         return _ALIASES[op]
-    if op.startswith(("CUSTOM:", "FLEX:")):
+    if op.startswith(("CUSTOM:", "FLEX:", "DELEGATE:")):
         return "custom"
     if fmt == "tflite":
         return op.lower()

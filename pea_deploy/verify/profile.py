@@ -21,6 +21,8 @@ Schema (every key checked; unknown keys are errors):
     hardware_activations = ["Sigmoid"] # activations the hardware runs but pea-deploy's ReLU policy
                                        #   rejects: named in messages, never allowed
     [tflite]                           # the same keys, with TFLite builtin names
+    [pte]                              # the same keys, with XNNPACK node types (XNNConv2d, ...) for
+                                       #   ExecuTorch programs; a profile without it runs no .pte
     [export]                           # how `pea-export` builds artefacts for this target (optional;
                                        #   read and validated by pea_deploy.export.target, not here)
     opset = 17                         # ONNX opset of the exported models
@@ -39,7 +41,7 @@ from ..package_data import packaged_files
 from .ops import activation_kinds, op_kind
 
 _TOP = {"name", "description", "based_on", "activations", "int8", "static_shapes", "max_rank", "onnx", "tflite",
-        "export", "extends", "innermost_dims"}
+        "pte", "export", "extends", "innermost_dims"}
 _FORMAT_KEYS = {"ops", "output_only", "limits", "hardware_activations"}
 LIMIT_KEYS = ("max_kernel", "max_stride", "max_dilation", "max_dilated_kernel", "max_depth_multiplier",
               "square_stride", "max_scale", "power_of_two_scale", "same_quantization", "no_fused_activation",
@@ -69,9 +71,10 @@ class Profile:
     source: str = ""
     export: dict = field(default_factory=dict)  # the [export] table as written: pea-export's business
     innermost_dims: int | None = None  # only this many innermost dims of a tensor may exceed 1
+    pte: FormatRules = FormatRules()  # ExecuTorch programs (XNNPACK node types)
 
     def rules_for(self, fmt: str) -> FormatRules:
-        return self.onnx if fmt == "onnx" else self.tflite
+        return {"onnx": self.onnx, "pte": self.pte}.get(fmt, self.tflite)
 
     def to_dict(self) -> dict:
         def fr(r: FormatRules) -> dict:
@@ -81,7 +84,7 @@ class Profile:
         return {"name": self.name, "description": self.description, "based_on": self.based_on,
                 "activations": sorted(self.activations), "int8": self.int8,
                 "static_shapes": self.static_shapes, "max_rank": self.max_rank,
-                "onnx": fr(self.onnx), "tflite": fr(self.tflite), "source": self.source,
+                "onnx": fr(self.onnx), "tflite": fr(self.tflite), "pte": fr(self.pte), "source": self.source,
                 "export": dict(self.export), "innermost_dims": self.innermost_dims}
 
 
@@ -151,7 +154,7 @@ def parse_profile(raw: dict, where: str) -> Profile:
                    raw.get("int8", False), raw.get("static_shapes", False), rank,
                    _format_rules(raw.get("onnx", {}), where, "onnx"),
                    _format_rules(raw.get("tflite", {}), where, "tflite"), where, _table(raw.get("export", {}), where),
-                   inner)
+                   inner, _format_rules(raw.get("pte", {}), where, "pte"))
 
 
 def _read_toml(path: Path) -> dict:

@@ -107,6 +107,8 @@ def rule_supported_op(g: Graph, node: Node, p: Profile):
     rules = p.rules_for(g.format)
     if node.op in rules.ops or node.op in rules.output_only or node.kind in STRUCTURAL:
         return []
+    if "::" in node.op:
+        return [("op.unsupported", f"{node.op} runs outside the delegate, in ExecuTorch's portable CPU kernels")]
     return [("op.unsupported", f"{node.op} is not supported by {p.name}")]
 
 
@@ -223,6 +225,8 @@ def rule_int8(g: Graph, node: Node, p: Profile):
     allowed); an ONNX op must sit between DequantizeLinear and QuantizeLinear (QDQ)."""
     if not p.int8:
         return []
+    if node.attrs.get("delegate_boundary"):
+        return []  # an ExecuTorch delegate takes and returns float tensors and converts them at its edge
     if not g.qdq:
         if node.kind == "dequantize":
             return [("int8.float_compute", f"{node.op} produces float tensors inside the model")]
@@ -276,7 +280,8 @@ def model_rules(g: Graph, p: Profile) -> list[tuple[str, str, str]]:
                 found.append((label, "shape.dynamic", f"{label} has a dynamic shape {ten.shape}; {p.name} needs static shapes"))
             if ten.shape is not None and len(ten.shape) > p.max_rank:
                 found.append((label, "shape.rank", f"{label} has rank {len(ten.shape)} > {p.max_rank}"))
-            if p.int8 and not g.qdq and ten.dtype not in _INT_TYPES:
+            # an ExecuTorch program's I/O is float by its calling convention; its delegate converts
+            if p.int8 and not g.qdq and g.format != "pte" and ten.dtype not in _INT_TYPES:
                 found.append((label, "int8.io", f"{label} is {ten.dtype}; {p.name} needs int8 model I/O"))
     return found
 
@@ -330,6 +335,10 @@ def _model_level_findings(g: Graph, p: Profile, found: list[Violation]) -> list[
 
 
 def check_graph(g: Graph, p: Profile) -> list[Violation]:
+    if g.format == "pte" and not p.pte.ops:
+        return [Violation(None, "model", "main", "-", None, "format.not_targeted", "The target runs this file format",
+                          f"{p.name} runs no ExecuTorch program: a .pte runs on a CPU through ExecuTorch's delegates "
+                          f"(check it with --target xnnpack)")]
     out = []
     dispatch: dict[str, list] = {}
     for node in g.nodes:
