@@ -8,9 +8,11 @@ __version__ = "0.1.0"
 
 _PEA_API = ("AlphaSchedule", "AlphaScheduler", "StochasticEnsemble", "WeightedEnsemble", "alpha_at",
             "alphas", "convert", "conversion_summary", "describe_conversion", "ensembles", "require_alpha_one",
-            "set_alpha", "strip")
-_TRAIN_API = {"recalibrate_bn": "pea_deploy.train.bn", "distillation_loss": "pea_deploy.train.distill"}
-__all__ = ["__version__", *_PEA_API, *_TRAIN_API]
+            "set_alpha", "strip", "relufy", "hard_swap", "Relufier")
+_LAZY_API = {"recalibrate_bn": "pea_deploy.train.bn", "distillation_loss": "pea_deploy.train.distill",
+              "output_distillation": "pea_deploy.train.distill", "export_model": "pea_deploy.export",
+              "PEACallback": "pea_deploy.lightning_callback"}
+__all__ = ["__version__", *_PEA_API, *_LAZY_API]
 
 
 def __getattr__(name):
@@ -18,8 +20,8 @@ def __getattr__(name):
         from . import pea
 
         return getattr(pea, name)
-    if name in _TRAIN_API:
+    if name in _LAZY_API:
         import importlib
 
-        return getattr(importlib.import_module(_TRAIN_API[name]), name)
+        return getattr(importlib.import_module(_LAZY_API[name]), name)
     raise AttributeError(f"module 'pea_deploy' has no attribute {name!r}")

@@ -16,7 +16,7 @@ from pea_deploy.export import OnnxRunner, TFLiteRunner, export_onnx, quantize_on
 from pea_deploy.export.layer_error import ChannelNoise, fake_quantize, ranked
 from pea_deploy.export.onnx_layer_error import onnx_layer_errors
 from pea_deploy.export.parity import OutputFidelity
-from pea_deploy.export.pipeline import ExportOptions
+from pea_deploy.export.options import ExportOptions
 from pea_deploy.verify import load_profile, verify_model
 from pea_deploy.verify.reader import read_model
 

@@ -1,4 +1,6 @@
-"""`pea-export RUN_DIR|CHECKPOINT --target PROFILE`: a thin layer over `pea_deploy.export`.
+"""`pea-export RUN_DIR|CHECKPOINT --target PROFILE`, or `pea-export --model-file F.py:FUNC --weights W.pt
+--input-shape 1,C,H,W --calib-data DIR --target PROFILE` for any network: a thin layer over
+`pea_deploy.export` (export_checkpoint, export_model).
 Exit codes: pea_deploy.outcomes.MEANINGS["pea-export"] (also in --help)."""
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ def _formats(ctx, param, value):
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
                epilog=exit_codes_help(PROG))
-@click.argument("source", type=click.Path())
+@click.argument("source", type=click.Path(), required=False)
 @target_options
 @click.option("--out", type=click.Path(file_okay=False),
               help="output directory  [default: RUN_DIR/export/TARGET, or next to the checkpoint]")
@@ -43,8 +45,21 @@ def _formats(ctx, param, value):
 @click.option("--parity-samples", type=int, help="validation images for parity  [default: the whole split]")
 @click.option("--checkpoint", "which", default="best", show_default=True,
               help="for a run directory: best (best ReLU-only epoch) or last")
-@click.option("--model-file", help="PATH.py:FUNCTION of your own network, when the file the run recorded has "
-              "moved (its sha256 must match)")
+@click.option("--model-file", help="PATH.py:FUNCTION (or package.module:FUNCTION) of your own network: with "
+              "--weights, the builder of the network to export, called as FUNCTION(**--model-args); for a run, the "
+              "file the run recorded when it has moved (its sha256 must match)")
+@click.option("--weights", type=click.Path(), help="a plain state_dict (.pt, read with weights_only) for --model-file's "
+              "network: export any module, not only pea-train runs")
+@click.option("--model-args", help="with --weights: the builder's keyword arguments, as a JSON object")
+@click.option("--input-shape", help="with --weights: the input, 1,C,H,W (batch 1: the artefacts' static shape)")
+@click.option("--val-data", type=click.Path(), help="with --weights: a folder of validation images for parity "
+              "(outputs against torch)  [default: the calibration images]")
+@click.option("--mean", help="with --weights: per-channel mean the images are normalised with (after scaling to "
+              "[0, 1])  [default: 0]")
+@click.option("--std", help="with --weights: per-channel std  [default: 1]")
+@click.option("--tflite-io-layout", type=click.Choice(["nhwc", "nchw"]), default="nhwc", show_default=True,
+              help="the TFLite file's 4-D input and outputs: nhwc (TFLite's convention, no TRANSPOSE at the edges) "
+              "or nchw (torch's); recorded in report.json")
 @click.option("--latency-runs", type=int, default=50, show_default=True, help="timed batch-1 inferences per artefact")
 @click.option("--vela-system-config", help="Vela system config for the Ethos-U performance estimate (a name from "
               "Vela's Arm/vela.ini, e.g. Ethos_U55_High_End_Embedded)  [default: the profile's, else Vela's internal]")
@@ -61,28 +76,43 @@ def _formats(ctx, param, value):
 @click.option("-q", "--quiet", is_flag=True, help="print only the verdict line")
 @handle_errors(PROG)
 def main(source, target, profile_file, out, formats, calib_data, calib_samples, calib_method, activation_dtype,
-         opset, max_drop, min_cosine, parity_samples, which, model_file, latency_runs, vela_system_config, vela_memory_mode, qat_epochs, qat_lr, diagnose, diagnose_samples,
-         quiet):
+         opset, max_drop, min_cosine, parity_samples, which, model_file, weights, model_args, input_shape, val_data,
+         mean, std, tflite_io_layout, latency_runs, vela_system_config, vela_memory_mode, qat_epochs, qat_lr,
+         diagnose, diagnose_samples, quiet):
     """Verify alpha = 1, strip the PEA ensembles to ReLU/ReLU6, export ONNX (fp32 and int8) and
     full-integer TFLite, prove parity on real validation images and check every artefact against
     the target profile. Writes the artefacts, report.json and report.md to --out."""
+    from ..errors import ConfigError
     from ..export import ExportOptions, export_checkpoint
     from ..export.report import FailureKind, layer_error_section
 
     profile = resolve_profile(target, profile_file)
+    if weights is None and source is None:
+        raise ConfigError("give a run directory or checkpoint, or --model-file and --weights for any network")
+    if weights is not None and source is not None:
+        raise ConfigError(f"give a run directory or checkpoint ({source}) or --weights, not both")
+    if weights is None:
+        for flag, value in (("--input-shape", input_shape), ("--val-data", val_data), ("--model-args", model_args),
+                            ("--mean", mean), ("--std", std)):
+            if value is not None:
+                raise ConfigError(f"{flag} applies with --weights (a pea-train run knows its inputs)")
     if out is None:
-        src = Path(source)
+        src = Path(source if weights is None else weights)
         out = (src if src.is_dir() else src.parent) / "export" / profile.name
     gates = {} if min_cosine is None else {"min_cosine": min_cosine}
-    options = ExportOptions(formats=formats, calib_dir=calib_data, calib_samples=calib_samples,
+    options = ExportOptions(formats=formats, calib_dir=calib_data if weights is None else None, calib_samples=calib_samples,
                             calib_method=calib_method, activation_dtype=activation_dtype, opset=opset,
                             max_drop=max_drop, parity_samples=parity_samples, checkpoint=which, model_file=model_file,
                             latency_runs=latency_runs, diagnose_samples=diagnose_samples,
                             qat_epochs=qat_epochs, qat_lr=qat_lr, vela_system_config=vela_system_config,
-                            vela_memory_mode=vela_memory_mode, **gates)
+                            vela_memory_mode=vela_memory_mode, tflite_io_layout=tflite_io_layout, **gates)
     command = command_line(PROG)
     log = None if quiet else (lambda msg: click.echo(f"{PROG}: {msg}", err=True))
-    result = export_checkpoint(source, profile, out, options, command=command, log=log)
+    if weights is None:
+        result = export_checkpoint(source, profile, out, options, command=command, log=log)
+    else:
+        result = _export_module(model_file, weights, model_args, input_shape, calib_data, val_data, mean, std,
+                                profile, out, options, command, log)
     if not quiet:
         parity_failed = any(f.kind is FailureKind.PARITY for f in result.failures)
         if diagnose or parity_failed:
@@ -95,6 +125,29 @@ def main(source, target, profile_file, out, formats, calib_data, calib_samples, 
         click.echo(f"{result.out_dir / 'report.md'}")
     click.echo(f"{result.verdict} | target {profile.name} | {result.out_dir} | {command}")
     sys.exit(int(result.exit_code))
+
+
+def _export_module(model_file, weights, model_args, input_shape, calib_data, val_data, mean, std, profile, out,
+                   options, command, log):
+    """Any network from its builder and a plain state_dict, with images from folders."""
+    from ..errors import ConfigError
+    from ..export import export_model
+    from ..export.user_module import folder_inputs, load_module, parse_floats, parse_input_shape, parse_model_args
+
+    options.validate()
+    if not model_file:
+        raise ConfigError("--weights needs --model-file PATH.py:FUNCTION (the builder of the network)")
+    shape = parse_input_shape(input_shape)
+    if not calib_data:
+        raise ConfigError("--weights needs --calib-data DIR (real images for int8 calibration, never random)")
+    normalise = {"mean": parse_floats(mean, shape[1], "--mean", 0.0), "std": parse_floats(std, shape[1], "--std", 1.0)}
+    model, info = load_module(model_file, weights, parse_model_args(model_args))
+    calib = folder_inputs(calib_data, shape, "calibration", limit=options.calib_samples, seed=options.seed, **normalise)
+    val = (folder_inputs(val_data, shape, "validation", limit=options.parity_samples, seed=options.seed, **normalise)
+           if val_data else None)
+    return export_model(model, profile, out, example_inputs=calib[:1], calibration=calib, validation=val,
+                        options=options, command=command, log=log,
+                        provenance={"weights": info, "normalisation": {k: list(v) for k, v in normalise.items()}})
 
 
 if __name__ == "__main__":

@@ -22,7 +22,9 @@ SHAPE_CLASSES = ["background", "circle", "square", "triangle"]
 SHAPES_TRAIN, SHAPES_VAL = 2000, 400
 
 
-def _shape_mask(kind: int, size: int, rng: np.random.Generator) -> np.ndarray:
+def shape_mask(kind: int, size: int, rng: np.random.Generator) -> np.ndarray:
+    """A filled circle (1), square (2) or upward triangle (3) of random size and place (also drawn by
+    the detection set, pea_deploy.detection.shapes_det)."""
     yy, xx = np.mgrid[0:size, 0:size]
     r = rng.uniform(0.12, 0.25) * size
     cy, cx = rng.uniform(r, size - r, 2)
@@ -51,7 +53,7 @@ def make_shapes(count: int, size: int = 64, seed: int = 0) -> tuple[Tensor, Tens
         img = img + rng.normal(0, 8, (3, size, size))
         for _ in range(rng.integers(2, 5)):
             kind = int(rng.integers(1, 4))
-            m = _shape_mask(kind, size, rng)
+            m = shape_mask(kind, size, rng)
             img[:, m] = rng.uniform(150, 255, 3)[:, None]
             masks[i][m] = kind
         images[i] = np.clip(img, 0, 255).astype(np.uint8)

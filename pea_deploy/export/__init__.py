@@ -14,13 +14,17 @@
     quantized = qat_finetune(relu_net, calibration_images, batches, loss)    # when post-training loses
     write_tflite(quantized, "model.int8.tflite")
 
-or all of it, with parity, verification and reports: `export_checkpoint(run, "ethos-u55", "out/")`.
+or all of it, with parity, verification and reports: `export_checkpoint(run, "ethos-u55", "out/")` for
+a pea-train run, `export_model(net, "ethos-u55", "out/", example_inputs=x[:1], calibration=loader,
+validation=val_loader, metric=my_map)` for any module (tensor, tuple or dict outputs).
 """
 
 from importlib import import_module
 
 _EXPORTS = {
-    "ExportOptions": ".pipeline", "ExportResult": ".pipeline", "export_checkpoint": ".pipeline",
+    "ExportOptions": ".options", "ExportResult": ".pipeline", "export_checkpoint": ".sources",
+    "export_model": ".sources", "load_module": ".user_module", "folder_inputs": ".user_module",
+    "FlatOutputs": ".outputs", "output_spec": ".outputs",
     "TrainedModel": ".trained", "load_trained": ".trained", "require_deployable": ".trained",
     "strip_and_compare": ".trained", "export_onnx": ".onnx_export", "quantize_onnx": ".onnx_quant",
     "export_tflite_int8": ".tflite_export", "compile_for_ethos_u": ".vela",

@@ -26,6 +26,7 @@ from torch import nn
 
 from ..atomic import atomic_path
 from .deploy_fold import deployable_copy
+from .outputs import one_or_list
 from .steps import native_output_captured, require, step
 
 EXTRA = "executorch"
@@ -97,5 +98,5 @@ class ExecuTorchRunner:
         with step("ExecuTorch inference"):
             for sample in x:
                 out = self.method.execute([torch.from_numpy(np.ascontiguousarray(sample[None], dtype=np.float32))])
-                rows.append(out[0].numpy().copy())
-        return np.concatenate(rows)
+                rows.append([t.numpy().copy() for t in out])
+        return one_or_list([np.concatenate([r[k] for r in rows]) for k in range(len(rows[0]))])

@@ -90,3 +90,10 @@ def markdown_table(errors: list[TensorError], top: int = TOP) -> list[str]:
         lines.append(f"| {i} | `{e.module or '?'}` | {e.op} | `{e.tensor}` | {db(e.local_sqnr_db)} | "
                      f"{db(e.accumulated_sqnr_db)} | {e.scale:.4g} |")
     return lines
+
+
+def as_numpy_images(images) -> np.ndarray:
+    """Images as the runners take them (float32 numpy), from numpy or a torch tensor."""
+    if hasattr(images, "detach"):
+        images = images.detach().cpu().numpy()
+    return np.ascontiguousarray(images, dtype=np.float32)

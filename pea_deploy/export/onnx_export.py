@@ -20,8 +20,8 @@ from .deploy_fold import deployable_copy
 from .steps import step
 
 
-def _export_bytes(model: nn.Module, example: torch.Tensor, opset: int) -> bytes:
-    names = {"input_names": ["input"], "output_names": ["logits"]}
+def _export_bytes(model: nn.Module, example: torch.Tensor, opset: int, output_names: list[str]) -> bytes:
+    names = {"input_names": ["input"], "output_names": output_names}
     quiet = logging.getLogger("torch.onnx")  # "torchvision is not installed" notes on every export
     level = quiet.level
     quiet.setLevel(logging.ERROR)
@@ -40,15 +40,17 @@ def _export_bytes(model: nn.Module, example: torch.Tensor, opset: int) -> bytes:
         quiet.setLevel(level)
 
 
-def export_onnx(model: nn.Module, example: torch.Tensor, path: str | Path, opset: int = 17) -> Path:
+def export_onnx(model: nn.Module, example: torch.Tensor, path: str | Path, opset: int = 17,
+                output_names: list[str] | None = None) -> Path:
     """Write `model` (eval mode, plain ReLU/ReLU6) as a simplified, checked fp32 ONNX file with a
-    static input of `example`'s shape. Returns the path."""
+    static input of `example`'s shape; a model with several outputs returns them as a flat tuple
+    (outputs.FlatOutputs), named by `output_names`. Returns the path."""
     import onnx
     import onnxsim
 
     model = deployable_copy(model)
     with step(f"ONNX export (torch.onnx, opset {opset})"):
-        proto = onnx.load_from_string(_export_bytes(model, example, opset))
+        proto = onnx.load_from_string(_export_bytes(model, example, opset, output_names or ["logits"]))
     with step("ONNX simplification (onnxsim)"):
         simplified, ok = onnxsim.simplify(proto)
         if not ok:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .layer_error import ChannelNoise, TensorError, fake_quantize
+from .layer_error import ChannelNoise, TensorError, as_numpy_images, fake_quantize
 from .steps import step
 
 
@@ -55,11 +55,14 @@ def _session(model_proto, outputs: list[str]):
     return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
 
 
-def onnx_layer_errors(fp32_path: str | Path, int8_path: str | Path, images: np.ndarray) -> list[TensorError]:
+def onnx_layer_errors(fp32_path: str | Path, int8_path: str | Path, images) -> list[TensorError]:
     """TensorError for every activation the QDQ model at `int8_path` quantizes, measured on `images`
-    (normalised NCHW float32, run one at a time as the batch-1 models take them)."""
+    (normalised NCHW float32, a numpy array or a tensor, run one at a time as the batch-1 models
+    take them)."""
     import onnx
     from onnx import numpy_helper
+
+    images = as_numpy_images(images)
 
     with step("per-layer error: reading the ONNX models"):
         fp32 = onnx.load(str(fp32_path))

@@ -1,5 +1,6 @@
-"""`pea-export` end to end: checkpoint -> alpha gate -> strip -> ONNX fp32/int8, TFLite int8 ->
-parity on real validation images -> op verification (and Vela for Ethos-U) -> report.json/.md.
+"""The export core: a checked model -> alpha gate -> strip -> ONNX fp32/int8, TFLite int8, ExecuTorch
+-> parity on real inputs -> op verification (and Vela for Ethos-U) -> report.json/.md. What it starts
+from (a pea-train run, or any module) is sources.py's business; what the user sets, options.py's.
 
 Artefacts are built in a hidden staging directory inside the output directory and moved into place
 only after every step has run, so an error leaves no partial artefact behind. A parity or
@@ -11,99 +12,41 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
+from torch import nn
 
-from ..errors import ConfigError, unknown_name
-from ..metrics import IGNORE_INDEX, METRIC_LABELS
+from ..metrics import METRIC_LABELS
 from ..outcomes import ExitCode, Verdict
+from ..pea import require_alpha_one
 from ..verify import Profile, load_profile, verify_model
 from ..verify.report import model_to_dict
-from .onnx_export import export_onnx
-from .onnx_quant import ACTIVATION_DTYPES, CALIBRATION_METHODS, quantize_onnx
-from .tflite_quantizer import TFLITE_CALIBRATION_METHODS
-from .layer_error import ranked
-from .parity import ParityEntry, ParityRow, run_parity
-from .report import ExportReport, Failure, FailureKind
 from .host_cpu import int8_isa
+from .layer_error import ranked
+from .onnx_export import export_onnx
+from .onnx_quant import quantize_onnx
+from .options import ExportOptions
+from .outputs import OutputSpec
+from .parity import NO_METRIC, ParityEntry, ParityRow, TaskMetric, run_parity
+from .report import ExportReport, Failure, FailureKind
 from .runtimes import OnnxRunner, TFLiteRunner, TorchRunner, latency_ms
-from .tflm import TFLMRunner
-from .samples import calibration_inputs, load_splits, validation_inputs
+from .samples import LabelledInputs
 from .staging import make_staging
-from .steps import require
-from .target import ExportSettings, check_vela_config
-from .trained import load_trained, require_deployable, strip_and_compare
+from .target import ExportSettings
+from .tflm import TFLMRunner
+from .trained import strip_and_compare
 from .versions import package_version, versions
 
-FORMATS = ("onnx", "tflite", "pte")
-DEFAULT_FORMATS = ("onnx", "tflite")  # pte (ExecuTorch) on request: it needs its own extra
 FP32_ONNX, INT8_ONNX, INT8_TFLITE, INT8_PTE = "model.fp32.onnx", "model.int8.onnx", "model.int8.tflite", "model.int8.pte"
 ARTEFACTS = (FP32_ONNX, INT8_ONNX, INT8_TFLITE, INT8_PTE)
-PTE_PROFILE = "xnnpack"
-PTE_QUANTIZER = "XNNPACKQuantizer, symmetric per-channel, its histogram observers"  # the .pte runs on a CPU: checked against this unless the target has [pte] rules
+PTE_PROFILE = "xnnpack"  # the .pte runs on a CPU: checked against this unless the target has [pte] rules
+PTE_QUANTIZER = "XNNPACKQuantizer, symmetric per-channel, its histogram observers"
 REPORTS = ("report.json", "report.md")
-# Healthy int8 artefacts of the project's nets measure 0.999+; issue 16's third-party ImageNet
-# MobileNet measured 0.995 (int8 ONNX, 89 % top-1 agreement) and 0.888 (TFLite, 67 %).
-MIN_COSINE = 0.99
-
-
-@dataclass
-class ExportOptions:
-    formats: tuple[str, ...] = DEFAULT_FORMATS
-    calib_dir: str | Path | None = None
-    calib_samples: int = 256
-    calib_method: str | None = None       # None: minmax for ONNX, histogram for TFLite
-    activation_dtype: str | None = None   # None: the profile's
-    opset: int | None = None              # None: the profile's
-    max_drop: float = 1.0                 # points of top-1 (mIoU for segmentation) an artefact may lose
-    min_cosine: float = MIN_COSINE        # least mean output cosine to torch an artefact may have
-    parity_samples: int | None = None     # None: the whole validation split
-    checkpoint: str = "best"              # for a run directory: best or last
-    model_file: str | None = None         # your network's PATH.py:FUNCTION, when the run's file moved
-    latency_runs: int = 50
-    diagnose_samples: int = 16            # validation images for the per-layer int8 error report
-    vela_system_config: str | None = None  # None: the profile's (else Vela's internal default)
-    vela_memory_mode: str | None = None
-    qat_epochs: int = 0                   # > 0: the TFLite file comes from quantization-aware fine-tuning
-    qat_lr: float = 1e-3
-    qat_batch: int = 64
-    seed: int = 0
-
-    def validate(self) -> None:
-        for f in self.formats:
-            if f not in FORMATS:
-                raise unknown_name("format", f, FORMATS)
-        if not self.formats:
-            raise ConfigError("--formats is empty; give one or more of onnx, tflite, pte")
-        if self.calib_method is not None:
-            known = tuple(dict.fromkeys(CALIBRATION_METHODS + TFLITE_CALIBRATION_METHODS))
-            if self.calib_method not in known:
-                raise unknown_name("calibration method", self.calib_method, known)
-            for fmt, methods in (("onnx", CALIBRATION_METHODS), ("tflite", TFLITE_CALIBRATION_METHODS)):
-                if fmt in self.formats and self.calib_method not in methods:
-                    raise ConfigError(f"--calib-method {self.calib_method} does not apply to {fmt} "
-                                      f"({fmt} takes {', '.join(methods)}); choose one both take or set --formats")
-        if self.activation_dtype is not None and self.activation_dtype not in ACTIVATION_DTYPES:
-            raise unknown_name("activation dtype", self.activation_dtype, ACTIVATION_DTYPES)
-        if not self.max_drop >= 0:
-            raise ConfigError(f"--max-drop must be >= 0 points, got {self.max_drop}")
-        if not -1.0 <= self.min_cosine <= 1.0:
-            raise ConfigError(f"--min-cosine must be between -1 and 1, got {self.min_cosine}")
-        if self.parity_samples is not None and self.parity_samples < 1:
-            raise ConfigError(f"--parity-samples must be at least 1, got {self.parity_samples}")
-        if self.checkpoint not in ("best", "last"):
-            raise unknown_name("checkpoint", self.checkpoint, ("best", "last"))
-        if self.qat_epochs < 0 or (self.qat_epochs and "tflite" not in self.formats):
-            raise ConfigError(f"--qat-epochs must be >= 0 and needs --formats tflite, got {self.qat_epochs}")
-        if not self.qat_lr > 0 or self.qat_batch < 2:
-            raise ConfigError(f"--qat-lr must be > 0 and --qat-batch >= 2, got {self.qat_lr} and {self.qat_batch}")
-        if self.diagnose_samples < 1:
-            raise ConfigError(f"--diagnose-samples must be at least 1, got {self.diagnose_samples}")
-        if self.latency_runs < 1:
-            raise ConfigError(f"--latency-runs must be at least 1, got {self.latency_runs}")
 
 
 @dataclass
@@ -138,7 +81,7 @@ def _commit(staging: Path, out: Path, names: list[str]) -> dict[str, Path]:
     return placed
 
 
-def _sha256(path: Path) -> str:
+def sha256_of(path: Path) -> str:
     import hashlib
 
     h = hashlib.sha256()
@@ -148,16 +91,25 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def export_checkpoint(source: str | Path, target: str | Profile, out: str | Path,
-                      options: ExportOptions | None = None, *, command: str = "", log=None) -> ExportResult:
-    """Run the whole export for the checkpoint or run directory `source` against `target` (a built-in
-    profile name or a Profile) into `out`. Raises PeaError subclasses for bad input and failed steps;
-    returns the result (verdict, exit code, report dict) once every artefact was built and checked."""
-    options = options or ExportOptions()
-    options.validate()
+@dataclass
+class ExportInputs:
+    """The checked inputs of one export (export_checkpoint and export_model build them)."""
+
+    example: torch.Tensor   # batch 1: the artefacts' static input
+    calibration: torch.Tensor
+    calibration_source: str
+    validation: LabelledInputs
+    outputs: OutputSpec
+
+
+def run_export(model: nn.Module, profile: Profile, out, options: ExportOptions, inputs: ExportInputs, metric,
+               provenance: dict, subject: str, command: str, log, retrain, t_start: float,
+               timings: dict[str, float]) -> ExportResult:
+    """The export of a checked model and its checked inputs, every step (sources.py's export_checkpoint
+    and export_model call it): `metric` a TaskMetric, a UserMetric or None; `provenance` what the
+    report records of the model's origin; `retrain(stripped, calibration, say)` the PT2E graph of a
+    quantization-aware TFLite, else None (post-training)."""
     say = log or (lambda msg: None)
-    t_start = time.perf_counter()
-    timings: dict[str, float] = {}
 
     def timed(name, fn, *args, **kwargs):
         t0 = time.perf_counter()
@@ -165,55 +117,45 @@ def export_checkpoint(source: str | Path, target: str | Profile, out: str | Path
         timings[name] = round(time.perf_counter() - t0, 3)
         return value
 
-    profile = target if isinstance(target, Profile) else load_profile(target)
     settings = ExportSettings.from_profile(profile)
-    trained = load_trained(source, options.checkpoint, options.model_file)
-    alphas = require_deployable(trained)
-    if "tflite" in options.formats:
-        require("litert_torch", "the int8 TFLite export (--formats tflite)", "tflite")
-    if "pte" in options.formats:
-        require("executorch", "the ExecuTorch export (--formats pte)", "executorch")
+    alphas = require_alpha_one(model)
     vela_config = settings.vela_accelerator if "tflite" in options.formats else None
-    if vela_config:
-        require("ethosu", f"target {profile.name} (Vela compilation for {vela_config})", "vela")
-        check_vela_config(options.vela_system_config, options.vela_memory_mode)
     tflm = "tflite" in options.formats and "tflite-micro" in settings.parity_runtimes
-    if tflm:
-        require("tflite_micro", f"target {profile.name} (parity in TFLite Micro, the device's runtime)", "tflm")
     opset = options.opset or settings.opset
     act_dtype = options.activation_dtype or settings.activation_dtype
     onnx_method = options.calib_method or "minmax"
     tflite_method = options.calib_method or "histogram"
-    # Every input is checked before the first progress line, so bad input reads as one line.
-    splits = timed("load_data_s", load_splits, trained)
-    val = validation_inputs(trained, splits, options.parity_samples, options.seed)
-    calib, calib_source = calibration_inputs(trained, options.calib_samples, splits=splits,
-                                             data_dir=options.calib_dir, seed=options.seed)
+    val, calib, calib_source = inputs.validation, inputs.calibration, inputs.calibration_source
     out = Path(out)
+    fresh = not out.exists()
     staging = make_staging(out)
+    placed = None
     try:
-        found = f"{len(alphas)} ensemble(s), all alpha = 1" if alphas else "no ensembles (ReLU baseline)"
-        say(f"checkpoint {trained.checkpoint} (epoch {trained.epoch}): {found}")
-        stripped, strip_diff = timed("strip_s", strip_and_compare, trained.model, val.images)
+        found = f"{len(alphas)} ensemble(s), all alpha = 1" if alphas else "no ensembles (ReLU network)"
+        say(f"{subject}: {found}")
+        stripped, strip_diff = timed("strip_s", strip_and_compare, model, val.images)
         say(f"stripped to ReLU-only: max |stripped - trained| = {strip_diff:g} on {len(val.images)} images")
         made: list[str] = []
-        example = val.images[:1].contiguous()
+        example = inputs.example
         if "onnx" in options.formats:
-            timed("onnx_fp32_s", export_onnx, stripped, example, staging / FP32_ONNX, opset)
+            names = None if inputs.outputs.single else [onnx_name(n) for n in inputs.outputs.names]
+            timed("onnx_fp32_s", export_onnx, stripped, example, staging / FP32_ONNX, opset, names)
             timed("onnx_int8_s", quantize_onnx, staging / FP32_ONNX, staging / INT8_ONNX, calib,
                   method=onnx_method, activation_dtype=act_dtype)
             made += [FP32_ONNX, INT8_ONNX]
             say(f"ONNX: {FP32_ONNX}, {INT8_ONNX} (opset {opset}, {act_dtype} activations)")
         quantized = None
         if "tflite" in options.formats:
-            from .tflite_export import write_tflite
+            from .tflite_export import pt2e_quantize, write_tflite
 
-            quantized = timed("tflite_int8_s", _tflite_graph, stripped, calib, tflite_method, options, trained,
-                              splits, say)
-            timed("tflite_write_s", write_tflite, quantized, staging / INT8_TFLITE)
+            quantized = (timed("tflite_int8_s", retrain, stripped, calib, say) if retrain else
+                         timed("tflite_int8_s", pt2e_quantize, stripped, calib, tflite_method))
+            timed("tflite_write_s", write_tflite, quantized, staging / INT8_TFLITE, options.tflite_io_layout)
             made.append(INT8_TFLITE)
             how = f"quantization-aware, {options.qat_epochs} epoch(s)" if options.qat_epochs else "post-training"
-            say(f"TFLite: {INT8_TFLITE} (full integer, NHWC input, {how})")
+            io = _tflite_layout(example, inputs.outputs, options.tflite_io_layout)
+            outs = ", ".join(f"{n} {lay}" for n, lay in io["outputs"].items())
+            say(f"TFLite: {INT8_TFLITE} (full integer, {how}; input {io['input']}, output {outs})")
         if "pte" in options.formats:
             from .executorch_pte import export_pte_int8
 
@@ -221,20 +163,23 @@ def export_checkpoint(source: str | Path, target: str | Profile, out: str | Path
             made.append(INT8_PTE)
             say(f"ExecuTorch: {INT8_PTE} (XNNPACK delegate, int8, float NCHW input)")
 
-        entries, timed_runners = _parity_runners(stripped, staging, made, tflm)
+        entries, timed_runners = _parity_runners(stripped, staging, made, tflm, options.tflite_io_layout == "nhwc")
         t0 = time.perf_counter()
-        rows = run_parity(entries, val, trained.task, trained.num_classes,
-                          int(trained.dataset.get("ignore_index") or IGNORE_INDEX))
+        if isinstance(metric, TaskMetric):
+            rows = run_parity(entries, val, metric.task, metric.num_classes, metric.ignore_index)
+        else:
+            rows = run_parity(entries, val, None, metric=metric, output_names=inputs.outputs.names)
         timings["parity_s"] = round(time.perf_counter() - t0, 3)
         repeated = {r.artefact for r in rows if sum(o.artefact == r.artefact for o in rows) > 1}
-        say(f"parity ({METRIC_LABELS[rows[0].metric]}): " + ", ".join(
-            f"{r.artefact}{f' ({r.runtime})' if r.artefact in repeated else ''} {r.score:.2f}%" for r in rows))
+        say(f"parity ({_metric_label(rows[0])}): " + ", ".join(
+            f"{r.artefact}{f' ({r.runtime})' if r.artefact in repeated else ''} {_row_figure(r)}" for r in rows))
         host = _host_section(rows)
         for note in host["notes"]:
             say(f"note: {note}")
 
         t0 = time.perf_counter()
-        layer_errors = _layer_errors(made, staging, quantized, val.images[:options.diagnose_samples].numpy())
+        layer_errors = _layer_errors(made, staging, quantized, val.images[:options.diagnose_samples].numpy(),
+                                     options.tflite_io_layout == "nhwc")
         timings["layer_errors_s"] = round(time.perf_counter() - t0, 3)
 
         t0 = time.perf_counter()
@@ -266,9 +211,11 @@ def export_checkpoint(source: str | Path, target: str | Profile, out: str | Path
         failures = _failures(rows, checks, vela, options.max_drop, options.min_cosine, retrained)
         timings["total_s"] = round(time.perf_counter() - t_start, 3)
         artefacts = {name: {"file": name, "bytes": (staging / name).stat().st_size,
-                            "sha256": _sha256(staging / name), "runtime": timed_runners[name].kind,
+                            "sha256": sha256_of(staging / name), "runtime": timed_runners[name].kind,
                             "latency_batch1_1thread": latency[name],
                             **({"tflite_micro": tflm_report} if tflm_report and name == INT8_TFLITE else {}),
+                            **({"io_layout": _tflite_layout(example, inputs.outputs, options.tflite_io_layout)}
+                               if name == INT8_TFLITE else {}),
                             "verify": {**model_to_dict(checks[name]), "path": name,
                                        "profile": checked_against[name].name},
                             **({"layer_errors": [e.to_dict() for e in ranked(layer_errors[name])]}
@@ -276,10 +223,7 @@ def export_checkpoint(source: str | Path, target: str | Profile, out: str | Path
                      for name in made}
         report = ExportReport(
             command=command, created_utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), failures=failures,
-            checkpoint={"path": str(trained.checkpoint), "sha256": _sha256(trained.checkpoint),
-                        "epoch": trained.epoch, "global_step": trained.global_step,
-                        "recipe": trained.recipe.to_dict(), "task": trained.task,
-                        "classes": trained.dataset.get("classes")},
+            checkpoint=provenance,
             alpha={"ensembles": len(alphas), "all_one": True, "values": alphas},
             strip={"max_abs_diff": strip_diff, "samples": len(val.images)},
             target=profile.to_dict(),
@@ -290,7 +234,9 @@ def export_checkpoint(source: str | Path, target: str | Profile, out: str | Path
                                       "tflite_qat": ({"epochs": options.qat_epochs, "lr": options.qat_lr,
                                                       "batch": options.qat_batch} if options.qat_epochs else None)},
                       "validation": {"source": val.source, "samples": len(val.images)},
-                      "max_drop": options.max_drop, "min_cosine": options.min_cosine, "input_shape_nchw": list(trained.input_shape)},
+                      "max_drop": options.max_drop, "min_cosine": options.min_cosine, "input_shape_nchw": list(example.shape),
+                      "outputs": [{"name": n, "rank": r} for n, r in zip(inputs.outputs.names, inputs.outputs.ranks)],
+                      "tflite_io_layout": options.tflite_io_layout},
             parity=rows, torch_latency_batch1_1thread=latency["torch fp32"], artefacts=artefacts,
             vela=vela.to_dict() if vela else None, versions=versions(), timings_s=timings, host=host)
         from .report import write_reports
@@ -299,6 +245,8 @@ def export_checkpoint(source: str | Path, target: str | Profile, out: str | Path
         placed = _commit(staging, out, made + list(REPORTS))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        if placed is None and fresh:
+            shutil.rmtree(out, ignore_errors=True)  # an error leaves no output directory it made
     return ExportResult(out, report, {k: v for k, v in placed.items() if k in ARTEFACTS})
 
 
@@ -313,7 +261,23 @@ def _check_profile(name: str, profile: Profile) -> Profile:
     return profile
 
 
-def _parity_runners(stripped, staging: Path, made: list[str], tflm: bool) -> tuple[list[ParityEntry], dict]:
+def onnx_name(name: str) -> str:
+    """An output's name as an ONNX graph output: `scores.0` -> `scores_0`, `1` -> `output_1`."""
+    name = re.sub(r"\W", "_", name)
+    return name if name[:1].isalpha() else f"output_{name}"
+
+
+def _tflite_layout(example: torch.Tensor, outputs: OutputSpec, io_layout: str) -> dict:
+    """The TFLite file's I/O layouts as report.json records them: NHWC or NCHW for 4-D tensors,
+    "as torch" for the others (no layout to choose)."""
+    four_d = "NHWC" if io_layout == "nhwc" else "NCHW"
+    return {"input": four_d if example.dim() == 4 else "as torch",
+            "outputs": {n: four_d if r == 4 else "as torch" for n, r in zip(outputs.names, outputs.ranks)},
+            "runner_returns": "torch's layout (TFLiteRunner transposes 4-D outputs back)"}
+
+
+def _parity_runners(stripped, staging: Path, made: list[str], tflm: bool, nhwc: bool = True
+                    ) -> tuple[list[ParityEntry], dict]:
     """(the parity rows' runners, the runner each artefact is timed with). Gates use the host-
     independent int8 semantics (runtimes.py); onnxruntime's fused int8 kernels of this CPU get a row
     that never gates, and time the file, as a host deployment runs it."""
@@ -333,10 +297,10 @@ def _parity_runners(stripped, staging: Path, made: list[str], tflm: bool) -> tup
             timed[name] = ExecuTorchRunner(staging / name)
             entries.append(ParityEntry(name, timed[name]))
         else:
-            timed[name] = TFLiteRunner(staging / name, kernels="xnnpack")
-            entries.append(ParityEntry(name, TFLiteRunner(staging / name, kernels="reference")))
+            timed[name] = TFLiteRunner(staging / name, kernels="xnnpack", channels_last=nhwc)
+            entries.append(ParityEntry(name, TFLiteRunner(staging / name, kernels="reference", channels_last=nhwc)))
             if tflm:
-                entries.append(ParityEntry(name, TFLMRunner(staging / name)))
+                entries.append(ParityEntry(name, TFLMRunner(staging / name, channels_last=nhwc)))
     return entries, timed
 
 
@@ -358,30 +322,17 @@ def _host_section(rows: list[ParityRow]) -> dict:
     return {"int8_isa": isa.name, "onnxruntime_int8_may_saturate": isa.saturates, "notes": notes}
 
 
-def _tflite_graph(stripped, calib, method: str, options: ExportOptions, trained, splits, say):
-    """The PT2E graph the TFLite file is written from: post-training, or quantization-aware
-    fine-tuned on the run's training split when --qat-epochs is set."""
-    from .tflite_export import pt2e_quantize
-
-    if not options.qat_epochs:
-        return pt2e_quantize(stripped, calib, method)
-    from ..data.loader import epoch_generator, iterate
-    from ..train.task import task_named
-    from .qat import qat_finetune
-    from .samples import normalizer
-
-    normalize = normalizer(trained)
-    task = task_named(trained.task, trained.num_classes, int(trained.dataset.get("ignore_index") or IGNORE_INDEX))
-
-    def batches(epoch: int):
-        for images, targets in iterate(splits.train, options.qat_batch, shuffle=True, drop_last=True,
-                                       gen=epoch_generator(options.seed, epoch)):
-            yield normalize(images), targets
-
-    return qat_finetune(stripped, calib, batches, task.loss, epochs=options.qat_epochs, lr=options.qat_lr, log=say)
+def _metric_label(row: ParityRow) -> str:
+    return METRIC_LABELS.get(row.metric, row.metric if row.metric != NO_METRIC else "output cosine to torch")
 
 
-def _layer_errors(made: list[str], staging: Path, quantized, images) -> dict:
+def _row_figure(row: ParityRow) -> str:
+    if row.score is None:
+        return f"{row.cosine:.4f}"
+    return f"{row.score:.2f}%" if row.metric in METRIC_LABELS else f"{row.score:.4g}"
+
+
+def _layer_errors(made: list[str], staging: Path, quantized, images, channels_last: bool = True) -> dict:
     """Per-tensor int8 error of every int8 artefact (layer_error), on `images`."""
     errors = {}
     if INT8_ONNX in made:
@@ -391,7 +342,7 @@ def _layer_errors(made: list[str], staging: Path, quantized, images) -> dict:
     if INT8_TFLITE in made:
         from .tflite_layer_error import tflite_layer_errors
 
-        errors[INT8_TFLITE] = tflite_layer_errors(quantized, staging / INT8_TFLITE, images)
+        errors[INT8_TFLITE] = tflite_layer_errors(quantized, staging / INT8_TFLITE, images, channels_last)
     return errors
 
 
@@ -401,9 +352,10 @@ def _failures(rows: list[ParityRow], checks: dict, vela, max_drop: float, min_co
     for r in rows[1:]:
         if not r.gate:
             continue
-        if r.drop > max_drop:
-            failures.append(Failure(FailureKind.PARITY, f"{r.artefact} ({r.runtime}) {METRIC_LABELS[r.metric]} {r.score:.2f}% is {r.drop:.2f} points "
-                            f"below torch fp32 ({rows[0].score:.2f}%), more than --max-drop {max_drop:g}"))
+        if r.drop is not None and r.drop > max_drop:
+            unit = "points" if r.metric in METRIC_LABELS else "(the metric's units)"
+            failures.append(Failure(FailureKind.PARITY, f"{r.artefact} ({r.runtime}) {_metric_label(r)} {_row_figure(r)} is "
+                            f"{r.drop:.4g} {unit} below torch fp32 ({_row_figure(rows[0])}), more than --max-drop {max_drop:g}"))
         if r.cosine is not None and r.cosine < min_cosine and r.artefact not in retrained:
             failures.append(Failure(FailureKind.PARITY, f"{r.artefact} ({r.runtime}) output cosine to torch fp32 is {r.cosine:.4f} "
                                     f"(SQNR {r.sqnr_db:.1f} dB), below --min-cosine {min_cosine:g}"))

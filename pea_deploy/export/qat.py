@@ -39,7 +39,7 @@ def qat_finetune(model: nn.Module, calibration: torch.Tensor, batches: Batches,
     net = convertible_copy(model)  # a copy: the caller's model is not trained
     example = calibration[:1].contiguous()
     with torch.no_grad():
-        spatial_output = net(example).dim() == 4
+        spatial_outputs = (0,) if net(example).dim() == 4 else ()  # pea-train's nets: one output
     net.train()
     with native_output_captured(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -70,4 +70,4 @@ def qat_finetune(model: nn.Module, calibration: torch.Tensor, batches: Batches,
         with step("quantization-aware training (convert)"):
             move_exported_model_to_eval(prepared)
             converted = quantize_pt2e.convert_pt2e(prepared, fold_quantize=False)
-    return PT2EQuantized(converted, quantizer, example, spatial_output)
+    return PT2EQuantized(converted, quantizer, example, spatial_outputs)

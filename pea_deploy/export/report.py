@@ -6,6 +6,12 @@ reads versions 1 to 3, so every reader (report.md, benchmarks, a user's CI) goes
 Version 3 added: `gate` on each parity row (false for the build machine's own onnxruntime int8
 kernels, which are reported and never gate), `host` (this CPU's int8 ISA and notes), and
 `artefacts[*].tflite_micro` (TFLite Micro's tensor arena bytes).
+
+Version 4 added: the export of any module (export_model): `checkpoint.module` where no checkpoint
+exists, parity rows whose `score`, `agreement` and `drop` are null without a metric, and `metric`
+naming a user metric; per-output fidelity `parity[*].outputs` for a model with several outputs;
+`settings.outputs` (names and ranks), `settings.tflite_io_layout` and
+`artefacts["model.int8.tflite"].io_layout` (the file's input and output layouts).
 """
 
 from __future__ import annotations
@@ -21,8 +27,8 @@ from ..outcomes import ExitCode, Verdict
 from .layer_error import TOP, TensorError, markdown_table
 from .parity import ParityRow
 
-SCHEMA_VERSION = 3
-READABLE_VERSIONS = (1, 2, 3)
+SCHEMA_VERSION = 4
+READABLE_VERSIONS = (1, 2, 3, 4)
 
 
 class FailureKind(str, Enum):
@@ -131,38 +137,59 @@ def layer_error_section(artefacts: dict) -> list[str]:
     return lines
 
 
+def _ensembles(n: int) -> str:
+    return f"{n} ensemble(s), all exactly 1" if n else "no ensembles (a ReLU network)"
+
+
+def _drop_gate(metric: str, max_drop: float) -> str:
+    if metric in METRIC_LABELS:
+        return f"its {METRIC_LABELS[metric]} is more than {max_drop:g} points below torch's, or "
+    if metric != "none":
+        return f"its `{metric}` is more than {max_drop:g} below torch's, or "
+    return ""
+
+
 def to_markdown(report: ExportReport) -> str:
     report = report.to_dict()
     s = report["settings"]
     ck = report["checkpoint"]
     lines = [
         f"# pea-export: {report['verdict']} for target `{report['target']['name']}`", "",
-        f"- checkpoint: `{ck['path']}` (epoch {ck['epoch']}, recipe `{ck['recipe']['name']}`)",
-        f"- alpha: {report['alpha']['ensembles']} ensemble(s), all exactly 1; stripped to ReLU-only, "
+        (f"- checkpoint: `{ck['path']}` (epoch {ck['epoch']}, recipe `{ck['recipe']['name']}`)" if ck.get("recipe")
+         else f"- module: `{ck.get('module')}` (export_model)"),
+        f"- alpha: {_ensembles(report['alpha']['ensembles'])}; stripped to ReLU-only, "
         f"max |stripped - trained| = {report['strip']['max_abs_diff']:g} on {report['strip']['samples']} images",
         f"- validation: {s['validation']['source']}, {s['validation']['samples']} images",
         f"- calibration: {s['calibration']['source']} (ONNX: {s['calibration']['onnx_method']}, "
         f"{s['activation_dtype']} activations; TFLite: {s['calibration']['tflite_observer']}"
         f"{_qat(s['calibration'].get('tflite_qat'))}"
         f"{'; ExecuTorch: ' + s['calibration']['pte_quantizer'] if s['calibration'].get('pte_quantizer') else ''})",
-        f"- gates: an artefact fails when its {METRIC_LABELS[report['parity'][0]['metric']]} is more than "
-        f"{s['max_drop']:g} points below torch's, or its output cosine to torch is below {s.get('min_cosine', 0):g}",
+        f"- gates: an artefact fails when {_drop_gate(report['parity'][0]['metric'], s['max_drop'])}its output "
+        f"cosine to torch is below {s.get('min_cosine', 0):g}",
         f"- ONNX opset {s['opset']}, input NCHW {s['input_shape_nchw']}",
         "",
     ]
     if report["failures"]:
         lines += ["## Failures", ""] + [f"- {f}" for f in report["failures"]] + [""]
-    metric = METRIC_LABELS[report["parity"][0]["metric"]]
-    unit = "pixels" if report["parity"][0]["metric"] == "miou" else "images"
-    lines += ["## Parity", "", f"| artefact | runtime | {metric} % | drop (points) | agreement with torch "
-              f"(% of {unit}) | output cosine to torch | output SQNR dB | max abs logit diff |",
+    key = report["parity"][0]["metric"]
+    metric = f"{METRIC_LABELS[key]} %" if key in METRIC_LABELS else "no metric" if key == "none" else f"`{key}`"
+    unit = "pixels" if key == "miou" else "images"
+    lines += ["## Parity", "", f"| artefact | runtime | {metric} | drop | agreement with torch "
+              f"(% of {unit}) | output cosine to torch | output SQNR dB | max abs output diff |",
               "|---|---|---:|---:|---:|---:|---:|---:|"]
+    figure = lambda v, f: "" if v is None else format(v, f)  # noqa: E731
     for r in report["parity"]:
-        cos = "" if r.get("cosine") is None else f"{r['cosine']:.4f}"
-        sqnr = "" if r.get("sqnr_db") is None else f"{r['sqnr_db']:.1f}"
         runtime = r["runtime"] if r.get("gate", True) else f"{r['runtime']}, not gated"
-        lines.append(f"| {r['artefact']} | {runtime} | {r['score']:.2f} | {r['drop']:.2f} | "
-                     f"{r['agreement']:.2f} | {cos} | {sqnr} | {r['max_abs_diff']:.4g} |")
+        lines.append(f"| {r['artefact']} | {runtime} | {figure(r['score'], '.2f' if key in METRIC_LABELS else '.4g')} | "
+                     f"{figure(r['drop'], '.2f' if key in METRIC_LABELS else '.4g')} | {figure(r['agreement'], '.2f')} | "
+                     f"{figure(r.get('cosine'), '.4f')} | {figure(r.get('sqnr_db'), '.1f')} | {r['max_abs_diff']:.4g} |")
+    if any(r.get("outputs") for r in report["parity"]):
+        lines += ["", "Per output (a row's cosine and SQNR above are its worst output's):", "",
+                  "| artefact | runtime | output | cosine to torch | SQNR dB | max abs diff |", "|---|---|---|---:|---:|---:|"]
+        for r in report["parity"]:
+            for o in r.get("outputs") or []:
+                lines.append(f"| {r['artefact']} | {r['runtime']} | `{o['name']}` | {o['cosine']:.4f} | "
+                             f"{figure(o.get('sqnr_db'), '.1f')} | {o['max_abs_diff']:.4g} |")
     if any(not r.get("gate", True) for r in report["parity"]):
         lines += ["", "Gates use the int8 semantics of the file, the same on every build machine: "
                   "onnxruntime's QDQ reference (Q/DQ unfused), LiteRT's reference kernels and, for a .pte, "
@@ -186,6 +213,12 @@ def to_markdown(report: ExportReport) -> str:
         lat = a["latency_batch1_1thread"]
         lines.append(f"| `{name}` | {_kib(a['bytes'])} | {lat['median_ms']:.3f} / {lat['p90_ms']:.3f} "
                      f"({a['runtime']}) | {a['verify']['verdict']} | `{a['sha256'][:16]}...` |")
+    for name, a in report["artefacts"].items():
+        if a.get("io_layout"):
+            io = a["io_layout"]
+            outs = ", ".join(f"`{n}` {lay}" for n, lay in io["outputs"].items())
+            lines += ["", f"`{name}` layouts: input {io['input']}; outputs {outs} (compare in the file's layout, or "
+                      "let TFLiteRunner return torch's)"]
     lines += ["", "## Operators per artefact", ""]
     for name, a in report["artefacts"].items():
         v = a["verify"]

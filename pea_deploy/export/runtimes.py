@@ -1,9 +1,10 @@
 """Run each artefact the way a deployment would: torch, onnxruntime, the LiteRT interpreter (and
 TFLite Micro, in tflm.py).
 
-Every runner takes normalised NCHW float32 batches and returns float32 logits (NCHW for per-pixel
-outputs), so the parity table compares like with like; the TFLite runners do the NHWC layout and
-the int8 (de)quantization of input and output with the scales stored in the file, as an
+Every runner takes normalised NCHW float32 batches and returns float32 outputs in torch's layout
+(NCHW for per-pixel outputs): one array, or a list in the model's output order when it has several
+(outputs.py). So the parity table compares like with like; the TFLite runners do the NHWC layout and
+the int8 (de)quantization of input and outputs with the scales stored in the file, as an
 application on the device would.
 
 Int8 results depend on which kernels run them, so each runner names its kernels:
@@ -29,6 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .outputs import one_or_list
 from .steps import native_output_captured, step
 
 
@@ -38,9 +40,10 @@ class TorchRunner:
     def __init__(self, model: nn.Module):
         self.model = model.eval()
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
+    def __call__(self, x: np.ndarray):
         with torch.no_grad():
-            return self.model(torch.from_numpy(x)).numpy()
+            y = self.model(torch.from_numpy(x))
+        return one_or_list([t.numpy() for t in y]) if isinstance(y, (tuple, list)) else y.numpy()
 
 
 ONNX_SEMANTICS = ("reference", "fused")
@@ -72,11 +75,12 @@ class OnnxRunner:
         first = self.session.get_inputs()[0]
         self.input, self.batch_one = first.name, first.shape[0] == 1
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
+    def __call__(self, x: np.ndarray):
         x = x.astype(np.float32, copy=False)
         if not self.batch_one:
-            return self.session.run(None, {self.input: x})[0]
-        return np.concatenate([self.session.run(None, {self.input: x[i:i + 1]})[0] for i in range(len(x))])
+            return one_or_list(self.session.run(None, {self.input: x}))
+        runs = [self.session.run(None, {self.input: x[i:i + 1]}) for i in range(len(x))]
+        return one_or_list([np.concatenate([r[k] for r in runs]) for k in range(len(runs[0]))])
 
 
 def _is_quantized(path: str | Path) -> bool:
@@ -106,12 +110,14 @@ class TFLiteRunner:
                                            experimental_op_resolver_type=resolvers[kernels])
             self.interpreter.allocate_tensors()
             self.inp = self.interpreter.get_input_details()[0]
-            self.out = self.interpreter.get_output_details()[0]
+            details = self.interpreter.get_output_details()
+            self.outs = [details[i] for i in output_positions(self.interpreter)]
+            self.out = self.outs[0]
             self.nhwc = channels_last and len(self.inp["shape"]) == 4  # pea-export writes NHWC input
-            self.nhwc_out = channels_last and len(self.out["shape"]) == 4  # and per-pixel outputs NHWC
+            self.nhwc_outs = [channels_last and len(o["shape"]) == 4 for o in self.outs]  # and 4-D outputs
             self.interpreter.invoke()  # the first invoke prints the XNNPACK delegate notice
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
+    def __call__(self, x: np.ndarray):
         rows = []
         for sample in x:  # the file is specialised to batch 1, as the device runs it
             sample = sample[None]
@@ -120,9 +126,23 @@ class TFLiteRunner:
             self.interpreter.set_tensor(self.inp["index"], quantize_input(np.ascontiguousarray(sample), self.inp["dtype"],
                                                                           *self.inp["quantization"]))
             self.interpreter.invoke()
-            y = dequantize_output(self.interpreter.get_tensor(self.out["index"]), *self.out["quantization"])
-            rows.append(y.transpose(0, 3, 1, 2) if self.nhwc_out else y)
-        return np.concatenate(rows)
+            ys = [dequantize_output(self.interpreter.get_tensor(o["index"]), *o["quantization"]) for o in self.outs]
+            rows.append([y.transpose(0, 3, 1, 2) if nhwc else y for y, nhwc in zip(ys, self.nhwc_outs)])
+        return one_or_list([np.concatenate([r[k] for r in rows]) for k in range(len(self.outs))])
+
+
+def output_positions(interpreter) -> list[int]:
+    """Positions in the file's output list (LiteRT's get_output_details order, TFLite Micro's output
+    indices), in the torch model's output order: litert-torch names them output_0, output_1, ... in
+    its signature, and the flatbuffer's output list need not follow it."""
+    details = interpreter.get_output_details()
+    signatures = interpreter._get_full_signature_list() or {}
+    outputs = next(iter(signatures.values()), {}).get("outputs", {}) if signatures else {}
+    ordered = sorted(outputs.items(), key=lambda kv: (len(kv[0]), kv[0]))
+    where = {d["index"]: k for k, d in enumerate(details)}
+    if outputs and all(name.startswith("output_") for name, _ in ordered) and all(i in where for _, i in ordered):
+        return [where[i] for _, i in ordered]
+    return list(range(len(details)))
 
 
 def quantize_input(x: np.ndarray, dtype, scale: float, zero: int) -> np.ndarray:

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch.fx import Node
 
-from .layer_error import ChannelNoise, TensorError, fake_quantize
+from .layer_error import ChannelNoise, TensorError, as_numpy_images, fake_quantize
 from .runtimes import TFLiteRunner
 from .steps import native_output_captured, step
 from .tflite_export import PT2EQuantized
@@ -109,15 +109,18 @@ def _match(tensors: list[tuple], tflite: list[dict]) -> dict[str, int]:
     return matched
 
 
-def tflite_layer_errors(quantized: PT2EQuantized, tflite_path: str | Path, images: np.ndarray) -> list[TensorError]:
+def tflite_layer_errors(quantized: PT2EQuantized, tflite_path: str | Path, images,
+                        channels_last: bool = True) -> list[TensorError]:
     """TensorError for every tensor the TFLite file at `tflite_path`, written from `quantized`,
-    quantizes on its own scale, measured on `images` (normalised NCHW float32)."""
+    quantizes on its own scale, measured on `images` (normalised NCHW float32, numpy or a tensor);
+    `channels_last`: the file's 4-D input is NHWC (write_tflite's default io_layout)."""
+    images = as_numpy_images(images)
     graph = quantized.graph
     found = _quantized_tensors(graph)
     keep = {n.name for n, *_ in found}
     with native_output_captured(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # LiteRT warns that keeping every tensor costs memory
-        runner = TFLiteRunner(tflite_path, keep_tensors=True)
+        runner = TFLiteRunner(tflite_path, keep_tensors=True, channels_last=channels_last)
     local = {name: ChannelNoise() for name in keep}
     accumulated = {name: ChannelNoise() for name in keep}
     matched = None

@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ExportStepError
-from .runtimes import dequantize_output, quantize_input
+from .outputs import one_or_list
+from .runtimes import dequantize_output, output_positions, quantize_input
 from .steps import native_output_captured, step
 
 # TFLM's own heuristic is 10x the model's bytes; a net whose activations outgrow it gets up to 64x
@@ -27,6 +28,15 @@ def _scale_zero(details: dict) -> tuple[float, int]:
     q = details.get("quantization_parameters") or {}
     scales, zeros = q.get("scales", []), q.get("zero_points", [])
     return (float(scales[0]), int(zeros[0])) if len(scales) else (0.0, 0)
+
+
+def _output_positions(path: Path) -> list[int]:
+    """The file's outputs in the torch model's order, read from its signature by LiteRT (TFLite
+    Micro's interpreter does not read signatures)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    with native_output_captured():
+        return output_positions(Interpreter(model_path=str(path)))
 
 
 class TFLMRunner:
@@ -53,10 +63,11 @@ class TFLMRunner:
         if failure is not None:
             raise ExportStepError(f"TFLite Micro cannot run {path.name}: {failure}")
         self.inp = self.interpreter.get_input_details(0)
-        self.out = self.interpreter.get_output_details(0)
+        self.positions = _output_positions(path)
+        self.outs = [self.interpreter.get_output_details(i) for i in self.positions]
         self.nhwc = channels_last and len(self.inp["shape"]) == 4
-        self.nhwc_out = channels_last and len(self.out["shape"]) == 4
-        self.in_params, self.out_params = _scale_zero(self.inp), _scale_zero(self.out)
+        self.nhwc_outs = [channels_last and len(o["shape"]) == 4 for o in self.outs]
+        self.in_params, self.out_params = _scale_zero(self.inp), [_scale_zero(o) for o in self.outs]
         self._arena_bytes: int | None = None
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
@@ -69,9 +80,10 @@ class TFLMRunner:
                 self.interpreter.set_input(quantize_input(np.ascontiguousarray(sample), self.inp["dtype"],
                                                           *self.in_params), 0)
                 self.interpreter.invoke()
-                y = dequantize_output(np.array(self.interpreter.get_output(0)), *self.out_params)
-                rows.append(y.transpose(0, 3, 1, 2) if self.nhwc_out else y)
-        return np.concatenate(rows)
+                ys = [dequantize_output(np.array(self.interpreter.get_output(i)), *params)
+                      for i, params in zip(self.positions, self.out_params)]
+                rows.append([y.transpose(0, 3, 1, 2) if nhwc else y for y, nhwc in zip(ys, self.nhwc_outs)])
+        return one_or_list([np.concatenate([r[k] for r in rows]) for k in range(len(self.outs))])
 
     def arena_bytes(self) -> int:
         """Bytes of the tensor arena the model used (TFLM's recording allocator: head + tail), after

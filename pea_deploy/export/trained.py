@@ -111,10 +111,13 @@ def strip_and_compare(trained_model: nn.Module, inputs: torch.Tensor, batch_size
 
     from ..pea import strip
 
+    from torch.utils._pytree import tree_flatten
+
     trained_model = trained_model.eval()
     stripped = strip(copy.deepcopy(trained_model)).eval()
     worst = 0.0
     for i in range(0, len(inputs), batch_size):
         x = inputs[i:i + batch_size]
-        worst = max(worst, (stripped(x) - trained_model(x)).abs().max().item())
+        for a, b in zip(tree_flatten(stripped(x))[0], tree_flatten(trained_model(x))[0]):
+            worst = max(worst, (a - b).abs().max().item() if a.numel() else 0.0)
     return stripped, worst

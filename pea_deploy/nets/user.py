@@ -81,7 +81,14 @@ def resolve_source(file_spec: str | None, module_spec: str | None, args: dict | 
 
 
 def build_user_net(source: ModelSource, num_classes: int, in_channels: int) -> nn.Module:
-    """Call the user's function; one ConfigError line for every way it can go wrong."""
+    """Call the user's function with the run's classes and channels; one ConfigError line for every
+    way it can go wrong."""
+    return build_module(source, num_classes=num_classes, in_channels=in_channels)
+
+
+def build_module(source: ModelSource, **fixed) -> nn.Module:
+    """FUNCTION(**fixed, **source.args) from the user's file or module; one ConfigError line for
+    every way it can go wrong."""
     if source.kind == "file":
         module = _load_file(Path(source.location))
     else:
@@ -93,11 +100,11 @@ def build_user_net(source: ModelSource, num_classes: int, in_channels: int) -> n
     fn = getattr(module, source.function, None)
     if not callable(fn):
         raise ConfigError(f"{source.location} has no function {source.function!r}")
+    kwargs = {**fixed, **source.args}
     try:
-        net = fn(num_classes=num_classes, in_channels=in_channels, **source.args)
+        net = fn(**kwargs)
     except Exception as e:  # noqa: BLE001 - the user's builder
-        raise ConfigError(f"{source.spec}(num_classes={num_classes}, in_channels={in_channels}"
-                          f"{''.join(f', {k}={v!r}' for k, v in source.args.items())}) raised "
+        raise ConfigError(f"{source.spec}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())}) raised "
                           f"{type(e).__name__}: {_one_line(e)}") from None
     if not isinstance(net, nn.Module):
         raise ConfigError(f"{source.spec} returned {type(net).__name__}, not a torch.nn.Module")

@@ -130,6 +130,8 @@ def conversion_summary(model: nn.Module, target: str | None = None) -> list[dict
     and, with `target`, what was left in place and why (gates, activations without a ReLU form)."""
     groups: dict[tuple, int] = {}
     for ens in ensembles(model).values():
+        if getattr(ens.own, "pea_from_call", None):
+            continue  # a call in forward() rewritten into a module: counted as that call below
         key = (getattr(ens, "source", "?"), ens.variant, ens.act.name, ens.target.name, ens.own is not None)
         groups[key] = groups.get(key, 0) + 1
     rows = []
@@ -146,12 +148,13 @@ def conversion_summary(model: nn.Module, target: str | None = None) -> list[dict
     if exact:
         rows.append({"replaced": "Hardsigmoid", "count": exact, "became": "ReLU6(x + 3) / 6",
                      "note": "gate in its exact ReLU6 form (equal output)"})
-    calls: dict[tuple, int] = {}
+    calls: dict[tuple, list[str]] = {}
     for r in getattr(model, "pea_functional_rewrites", []):
-        calls[(r["call"], r["module"])] = calls.get((r["call"], r["module"]), 0) + 1
-    rows += [{"replaced": call, "count": n, "became": f"module {module} (torch.fx)",
-              "note": "called in forward(): rewritten into a module, then converted like one"}
-             for (call, module), n in calls.items()]
+        calls.setdefault((r["call"], r["module"]), []).append(r.get("path") or "the model")
+    rows += [{"replaced": call, "count": len(paths), "became": f"module {module} (torch.fx)",
+              "note": f"called in forward() of {', '.join(dict.fromkeys(paths))}: rewritten into a module "
+                      "there, then converted like one"}
+             for (call, module), paths in calls.items()]
     if target is not None:
         from .own import left_in_place
 

@@ -23,9 +23,10 @@ def batches_for(recipe) -> int:
 
 
 @torch.no_grad()
-def recalibrate_bn(model: nn.Module, batches: Iterable[torch.Tensor]) -> int:
+def recalibrate_bn(model: nn.Module, batches: Iterable, limit: int | None = None) -> int:
     """Recompute every BatchNorm's running mean and variance as the plain average over `batches`
-    (inputs ready for the model), with only the BatchNorms in train mode (dropout and stochastic
+    (inputs ready for the model: tensors, or (input, target, ...) tuples as a DataLoader yields
+    them; at most `limit` of them), with only the BatchNorms in train mode (dropout and stochastic
     ensembles stay in eval: the statistics are those of the network that is evaluated). No
     gradients, no other state changes. Returns the number of batches used (0: no BatchNorm)."""
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
@@ -40,8 +41,12 @@ def recalibrate_bn(model: nn.Module, batches: Iterable[torch.Tensor]) -> int:
         m.train()
     n = 0
     try:
+        device = next((p.device for p in model.parameters()), None)
         for x in batches:
-            model(x)
+            if limit is not None and n >= limit:
+                break
+            x = x[0] if isinstance(x, (tuple, list)) else x
+            model(x.to(device) if device is not None else x)
             n += 1
     finally:
         for m, momentum in saved.items():

@@ -17,7 +17,8 @@ from ..data.images import DatasetSplits
 from ..errors import ConfigError
 from ..nets import build_net, is_segmentation_net
 from ..nets.user import ModelSource, build_user_net, resolve_source
-from ..pea import conversion_summary, convert, replace_relus_with_act, set_alpha, strip
+from ..pea import convert, replace_relus_with_act
+from ..pea.relufy import hard_swap
 from ..registry import ACTIVATIONS, NETS, NORMALIZATIONS, is_reference
 from .init_weights import load_init_weights, read_init_weights
 from .recipe import Recipe
@@ -66,12 +67,7 @@ def build_model(recipe: Recipe, num_classes: int, in_channels: int, task: str = 
     elif p.mode == "act" and not keep:
         replace_relus_with_act(net, p.act, swish_beta=p.swish_beta)
     elif p.mode == "relu" and keep:  # the hard swap: what users do today, all at once
-        net = convert(net, act=p.act, target=p.target)
-        rows = [{**r, "variant": "hard swap", "note": "replaced by the target at once"} if "variant" in r else r
-                for r in conversion_summary(net, p.target)]
-        set_alpha(net, 1.0)
-        net = strip(net)
-        net.pea_conversion = rows
+        net = hard_swap(net, p.target)  # BatchNorm is re-estimated by the run (pea.bn_recalibration)
     return net
 
 
