@@ -5,9 +5,10 @@ pea-compare from those weights: the smooth model fine-tuned for the same steps (
 hard swap (plain, + BatchNorm re-estimation, + distillation) and weighted PEA (the same three),
 over seeds. Prints one table per net: mean ± std of the score at the end of the budget, the score
 before any step (hard swap, and with BN re-estimation), and pea-compare's verdict per budget.
-Fashion-MNIST (Debian dataset-fashion-mnist). Resumable: run it again to continue.
+Fashion-MNIST (Debian dataset-fashion-mnist) for the classifiers; the built-in shapes-det set for the
+SiLU detector (`examples/yolo_silu.py`, scored in mAP@0.5:0.95). Resumable: run it again to continue.
 
-    python benchmarks/relu_from_smooth.py --out runs/relu-from-smooth [--seeds 5] [--nets example,resnet18]
+    python benchmarks/relu_from_smooth.py --out runs/relu-from-smooth [--seeds 5] [--nets example,resnet18,detector]
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from pea_deploy.compare import build_table, plan_settings, run_comparison
 from pea_deploy.compare.table import recommendation
+from pea_deploy.metrics import METRIC_LABELS
 from pea_deploy.train import load_recipe, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,6 +32,11 @@ NETS = {
     # a built-in net started from its own GELU upper-limit run
     "resnet18": {"model.name": "resnet18", "model.width": 0.125, "model.stem": "small", "act": "gelu",
                  "target": "relu"},
+    # a SiLU detector (YOLOv8's activation) on shapes-det: AdamW 3e-3, batch 16
+    "detector": {"model.file": f"{ROOT / 'examples' / 'yolo_silu.py'}:build", "act": "keep", "target": "relu",
+                 "base": "shapes-det-yolo-pea-weighted-silu",
+                 "budgets": [("31 steps", 500, 1), ("62 steps", 1000, 1), ("125 steps (1 epoch)", 2000, 1)],
+                 "pretrain": {"train.epochs": 4}, "finetune": {"optim.lr": 1e-3}},
 }
 # (name, training images, epochs): steps = images // 128 * epochs
 BUDGETS = [("40 steps", 5120, 1), ("78 steps (1 epoch of 10k)", 10000, 1), ("234 steps (3 epochs of 10k)", 10000, 3)]
@@ -41,21 +48,23 @@ FINETUNE = {"optim.lr": 0.05, "optim.warmup_epochs": 0.0, "pea.initial_epochs": 
 def recipe_for(net: dict, **more):
     o = {k: v for k, v in net.items() if "." in k}
     o |= {"pea.act": net["act"], "pea.target": net["target"], **more}
-    return load_recipe(BASE).with_overrides(o)
+    return load_recipe(net.get("base", BASE)).with_overrides(o)
 
 
 def smooth_model(name: str, net: dict, out: Path, log) -> Path:
     run = out / name / "smooth"
     if not (run / "summary.json").exists():
-        log(f"{name}: training the smooth model (upper limit, 4 epochs on 20k images)")
-        train(recipe_for(net, **PRETRAIN, **{"pea.mode": "act"}), run, progress=False, log=lambda m: None)
+        log(f"{name}: training the smooth model (upper limit)")
+        train(recipe_for(net, **net.get("pretrain", PRETRAIN), **{"pea.mode": "act"}), run, progress=False,
+              log=lambda m: None)
     return run
 
 
 def budget_table(name: str, net: dict, smooth: Path, out: Path, seeds: int, log) -> list[dict]:
     rows = []
-    for label, images, epochs in BUDGETS:
-        recipe = recipe_for(net, **FINETUNE, **{"data.train_subset": images, "train.epochs": epochs,
+    for label, images, epochs in net.get("budgets", BUDGETS):
+        recipe = recipe_for(net, **{**FINETUNE, **net.get("finetune", {})},
+                            **{"data.train_subset": images, "train.epochs": epochs,
                                                "pea.transition_end": round(0.7 * epochs, 3),
                                                "train.init_from": str(smooth)})
         settings = plan_settings(recipe, [net["act"]], ["weighted"], None, ["plain", "bn", "bn+kd"])
@@ -65,8 +74,8 @@ def budget_table(name: str, net: dict, smooth: Path, out: Path, seeds: int, log)
         for r in results:  # at equal budgets, what each method has at the end of it
             r.score = r.final_score
         table = build_table(results)
-        starts = {r.setting.slug: json.loads((r.run_dir / "summary.json").read_text()).get("start_val_top1")
-                  for r in results if r.seed == 0}
+        summaries = {r.setting.slug: json.loads((r.run_dir / "summary.json").read_text()) for r in results if r.seed == 0}
+        starts = {slug: s.get(f"start_{s.get('metric', 'val_top1')}") for slug, s in summaries.items()}
         rows.append({"budget": label, "table": table, "starts": starts, "verdict": recommendation(table)})
         log(f"{name}, {label}: {len(results)} runs in {time.perf_counter() - t0:.0f} s")
     return rows
@@ -74,7 +83,8 @@ def budget_table(name: str, net: dict, smooth: Path, out: Path, seeds: int, log)
 
 def markdown(name: str, smooth: Path, rows: list[dict]) -> str:
     s = json.loads((smooth / "summary.json").read_text())
-    lines = [f"### {name}: smooth model {s['final_val_top1']:.2f} % top-1 "
+    metric = s.get("metric", "val_top1")
+    lines = [f"### {name}: smooth model {s[f'final_{metric}']:.2f} % {METRIC_LABELS[metric.removeprefix('val_')]} "
              f"(upper limit, {s['epochs']} epochs, {s['wall_time_s']:.0f} s)", ""]
     lines.append("| method | " + " | ".join(r["budget"] for r in rows) + " |")
     lines.append("|---|" + "---:|" * len(rows))

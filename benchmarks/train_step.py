@@ -2,6 +2,10 @@
 
     python benchmarks/train_step.py [--models resnet18:1.0,mobilenet-v1:0.25] [--batch 64] [--act gelu]
                                     [--compile] [--device cuda --amp --channels-last]
+    python benchmarks/train_step.py --models yolo-det:0.25 --size 320 --batch 16 --act silu   # the detector
+
+A detector's step uses the sum of its output maps' mean squares as the loss: the network's own cost,
+without the assigner's (which is the same for every configuration and would dilute the ratios).
 
 Prints, per net and configuration, the median step time (forward + backward + SGD step; the
 configurations' steps interleaved in one process, round by round), the bytes autograd saves for
@@ -34,7 +38,10 @@ from pea_deploy.pea import convert, cpu_kernels, replace_relus_with_act, set_alp
 
 def make(kind: str, args) -> torch.nn.Module:
     kind = kind.removesuffix("-aten")
-    net = build_net(args.model, 10, 3, stem="small", width=args.width)
+    from pea_deploy.registry import NETS
+
+    stem = {"stem": "small"} if "stem" in NETS.get(args.model).options else {}
+    net = build_net(args.model, 10, 3, width=args.width, **stem)
     if kind == "relu":
         return net
     if kind == "act":
@@ -70,7 +77,9 @@ def prepare(kind: str, args, device: torch.device):
         ctx = torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t) if count_saved else contextlib.nullcontext()
         with ensembles():  # backward too: the autograd engine runs it on this thread on CPU
             with ctx, torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.amp):
-                loss = F.cross_entropy(net(x), y)
+                out = net(x)
+                loss = (F.cross_entropy(out, y) if isinstance(out, torch.Tensor)
+                        else sum(o.float().pow(2).mean() for o in out))
             opt.zero_grad(set_to_none=True)
             loss.backward()
         opt.step()
@@ -144,7 +153,7 @@ def main() -> None:
     kinds = ["relu", "act", "pea-weighted", "pea-stochastic"]
     if device.type == "cpu" and not args.no_aten:
         kinds += ["pea-weighted-aten", "pea-stochastic-aten"]
-    print(f"# batch {args.batch}, {args.size}x{args.size}, small stem, act {args.act}, device {device}, "
+    print(f"# batch {args.batch}, {args.size}x{args.size}, small stem where the net has one, act {args.act}, device {device}, "
           f"torch {torch.__version__}, threads {torch.get_num_threads()}, amp {args.amp}, "
           f"channels_last {args.channels_last}, compile {args.compile}")
     if device.type == "cpu":

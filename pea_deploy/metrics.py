@@ -7,7 +7,7 @@ import torch
 from torch import Tensor
 
 IGNORE_INDEX = 255  # mask value of pixels that are not scored (Cityscapes' convention)
-METRIC_LABELS = {"top1": "top-1", "miou": "mIoU"}  # metric key -> how reports and logs name it
+METRIC_LABELS = {"top1": "top-1", "miou": "mIoU", "map": "mAP@0.5:0.95", "map50": "mAP@0.5"}  # metric key -> how reports and logs name it
 
 
 def confusion_matrix(pred: Tensor, target: Tensor, num_classes: int, ignore_index: int = IGNORE_INDEX) -> Tensor:

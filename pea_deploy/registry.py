@@ -137,19 +137,26 @@ KEEP = "keep"                                    # pea.act: each model's own act
 
 
 
+TASKS = ("classification", "segmentation", "detection")
+
+
 def register_net(name: str, builder: str | Callable, *, options=(), task: str = "classification",
                  help: str = "", replace: bool = False) -> Entry:
     """A network: `builder(num_classes, in_channels, **options)` returns an nn.Module with nn.ReLU
-    modules. task: classification (logits N x C) or segmentation (N x C x H x W)."""
-    if task not in ("classification", "segmentation"):
-        raise unknown_name("task", task, ("classification", "segmentation"))
+    modules. task: classification (logits N x C), segmentation (N x C x H x W) or detection (a tuple
+    of per-level maps N x (4 + C) x h x w, pea_deploy.detection)."""
+    if task not in TASKS:
+        raise unknown_name("task", task, TASKS)
     return NETS.register(name, builder, options=options, help=help, replace=replace, task=task)
 
 
 def register_dataset(name: str, builder: str | Callable, *, task: str = "classification",
                      help: str = "", replace: bool = False) -> Entry:
     """A dataset: `builder(data_dir=, val_fraction=, split_seed=, image_size=, image_width=,
-    channels=)` returns DatasetSplits (it may ignore options it has no use for)."""
+    channels=)` returns DatasetSplits (it may ignore options it has no use for). task: one of TASKS
+    (detection sets carry packed targets, pea_deploy.detection.targets)."""
+    if task not in TASKS:
+        raise unknown_name("task", task, TASKS)
     return DATASETS.register(name, builder, help=help, replace=replace, task=task)
 
 
@@ -191,6 +198,8 @@ for _name, _builder, _opts in (("resnet18", f"{_NET}.resnet:resnet18", ("width",
     register_net(_name, _builder, options=_opts)
 register_net("erfnet-seg", f"{_NET}.erfnet:ERFNetSegmentation", options=("width", "stem", "dropout"),
              task="segmentation")
+register_net("yolo-det", f"{_NET}.yolo:yolo_detector", options=("width",), task="detection",
+             help="YOLOv8-style detector: C2f, SPPF, PAN neck, anchor-free head at strides 8/16/32")
 
 for _name, _builder, _task in (("digits", f"{_DATA}.builtin:load_digits", "classification"),
                                ("fashion-mnist", f"{_DATA}.builtin:load_fashion_mnist", "classification"),
@@ -199,7 +208,9 @@ for _name, _builder, _task in (("digits", f"{_DATA}.builtin:load_digits", "class
                                ("cifar100", f"{_DATA}.folders:load_cifar100", "classification"),
                                ("shapes", f"{_DATA}.segmentation:load_shapes", "segmentation"),
                                ("seg-folder", f"{_DATA}.seg_folders:load_segmentation_folder", "segmentation"),
-                               ("cityscapes", f"{_DATA}.seg_folders:load_cityscapes", "segmentation")):
+                               ("cityscapes", f"{_DATA}.seg_folders:load_cityscapes", "segmentation"),
+                               ("shapes-det", "pea_deploy.detection.shapes_det:load_shapes_det", "detection"),
+                               ("det-folder", "pea_deploy.detection.folder:load_detection_folder", "detection")):
     register_dataset(_name, _builder, task=_task)
 
 # Built-ins: a factory `(**options) -> Activation` with the fused ATen backward kernels.

@@ -83,10 +83,15 @@ def test_strip_refuses_below_one_and_is_exact_at_one():
 
 @pytest.mark.parametrize("name", sorted(NETS.names()))
 def test_every_net_converts(name):
-    size = 64 if name == "alexnet-bn" else 16
-    net = build_net(name, 7, 3, width=0.25, stem="small")
+    size = 64 if name in ("alexnet-bn", "yolo-det") else 16
+    stem = {"stem": "small"} if "stem" in NETS.get(name).options else {}
+    net = build_net(name, 7, 3, width=0.25, **stem)
     convert(net, act="gelu")
     assert len(ensembles(net)) > 0
     assert not any(type(m) is nn.ReLU for m in net.modules())
+    out = net.eval()(torch.randn(2, 3, size, size))
+    if name == "yolo-det":  # one (N, 4 box distances + classes, h, w) map per stride 8, 16, 32
+        assert [tuple(o.shape) for o in out] == [(2, 11, 8, 8), (2, 11, 4, 4), (2, 11, 2, 2)]
+        return
     expected = (2, 7, size, size) if name == "erfnet-seg" else (2, 7)  # per-pixel logits
-    assert net.eval()(torch.randn(2, 3, size, size)).shape == expected
+    assert out.shape == expected

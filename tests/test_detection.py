@@ -154,3 +154,70 @@ def test_int8_detector_keeps_its_map_and_runs_wholly_on_the_ethos_u55(trained, t
     assert report["vela"]["cpu_operators"] == 0, report["vela"]["cpu_fallback"]
     assert report["artefacts"]["model.int8.tflite"]["verify"]["verdict"] == "PASSED"
     assert result.exit_code == 0, result.failures
+
+
+def test_boxes_move_with_flips_and_translations():
+    from pea_deploy.data import augment
+    from pea_deploy.detection.targets import pack_targets, unpack_targets
+
+    images = torch.zeros(2, 3, 32, 32, dtype=torch.uint8)
+    images[:, :, 4:10, 2:8] = 255
+    packed = pack_targets([{"boxes": torch.tensor([[2.0, 4, 8, 10]]), "labels": torch.tensor([1])}] * 2)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(5):
+        moved, boxes = augment(images, ("crop", "flip"), 4, g, boxes=packed)
+        for image, t in zip(moved, unpack_targets(boxes)):
+            if len(t["boxes"]):   # the box still frames the bright patch (or was dropped at the edge)
+                x1, y1, x2, y2 = t["boxes"][0].long().tolist()
+                assert image[0, y1:y2, x1:x2].float().mean() > 200, (x1, y1, x2, y2)
+                assert t["labels"].tolist() == [1]
+
+
+def test_detection_run_refuses_a_net_whose_outputs_do_not_fit(tmp_path):
+    from click.testing import CliRunner
+
+    from cli_checks import assert_one_error_line
+    from pea_deploy.cli.train import main as train_main
+    from pea_deploy.errors import ConfigError
+    from pea_deploy.registry import register_dataset
+
+    (tmp_path / "cls.py").write_text("from torch import nn\n"
+                                     "def build(num_classes, in_channels):\n"
+                                     "    return nn.Sequential(nn.Conv2d(in_channels, 8, 3), nn.ReLU(), "
+                                     "nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, num_classes))\n")
+    result = CliRunner().invoke(train_main, ["shapes-det-yolo-pea-weighted-silu", "--model-file",
+                                             f"{tmp_path / 'cls.py'}:build", "--out", str(tmp_path / "run")])
+    assert_one_error_line(result, "pea-train", 2, "does not fit the detection task")
+    with pytest.raises(ConfigError, match="unknown task"):
+        register_dataset("mystery", "x:y", task="keypoints")
+
+
+@needs_export
+def test_pea_train_to_export_to_verify_on_shapes_det(tmp_path):
+    """The Done-when path at a small size: pea-train (PEA-SiLU to alpha 1), pea-export (int8 ONNX and
+    TFLite, parity in mAP, Vela), pea-verify-ops."""
+    from click.testing import CliRunner
+
+    from pea_deploy.cli.export import main as export_main
+    from pea_deploy.cli.verify_ops import main as verify_main
+    from pea_deploy.train import load_recipe, train
+
+    recipe = load_recipe("shapes-det-yolo-pea-weighted-silu").with_overrides(
+        {"data.train_subset": 256, "train.epochs": 2, "pea.initial_epochs": 0, "pea.transition_end": 1})
+    summary = train(recipe, tmp_path / "run", progress=False, log=lambda m: None)
+    assert set(summary["final_alphas"].values()) == {1.0}
+    result = CliRunner().invoke(export_main, [str(tmp_path / "run"), "--target", "ethos-u55", "--parity-samples",
+                                              "64", "--latency-runs", "2", "--max-drop", "3"])
+    out = tmp_path / "run" / "export" / "ethos-u55"
+    assert result.exit_code == 0, result.output
+    import json
+
+    report = json.loads((out / "report.json").read_text())
+    assert report["checkpoint"]["task"] == "detection" and report["vela"]["cpu_operators"] == 0
+    rows = [r for r in report["parity"] if r["gate"]]
+    assert all(r["metric"] == "map" and r["score"] is not None for r in rows)
+    assert {r["artefact"] for r in rows} == {"torch fp32", "model.fp32.onnx", "model.int8.onnx", "model.int8.tflite"}
+    assert all(len(r["outputs"]) == 3 for r in rows[1:])      # one map per stride (8, 16, 32)
+    checked = CliRunner().invoke(verify_main, ["--target", "ethos-u55", str(out / "model.int8.onnx"),
+                                               str(out / "model.int8.tflite")])
+    assert checked.exit_code == 0, checked.output

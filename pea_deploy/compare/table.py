@@ -115,7 +115,7 @@ def to_csv(t: Table, results: list[RunResult]) -> tuple[str, str]:
     """(per-setting table, per-run results) as CSV text."""
     table, runs = io.StringIO(), io.StringIO()
     w = csv.writer(table)
-    key = "miou" if t.metric == "mIoU" else "top1"
+    key = next((k for k, label in METRIC_LABELS.items() if label == t.metric), "top1")
     w.writerow(["setting", "slug", "mode", "act", "runs", f"{key}_mean", f"{key}_std", "delta_vs_baseline",
                 "train_time_s_mean"])
     for r in t.rows:

@@ -30,10 +30,11 @@ class Normalize:
 
 
 def augment(batch: Tensor, names: tuple[str, ...], pad: int, gen: torch.Generator,
-            masks: Tensor | None = None, mask_fill: int = 255):
+            masks: Tensor | None = None, mask_fill: int = 255, boxes: Tensor | None = None):
     """Random crop after zero padding by `pad` pixels (a random translation), and random horizontal
     flip, per sample. With `masks` (N, H, W) the same crop and flip move the masks, padded with
-    `mask_fill` (unscored), and (images, masks) is returned."""
+    `mask_fill` (unscored), and (images, masks) is returned; with `boxes` (packed detection targets,
+    pea_deploy.detection.targets) they move the boxes, and (images, boxes) is returned."""
     for name in names:
         AUGMENTATIONS.check(name)
     n, _, h, w = batch.shape
@@ -45,11 +46,21 @@ def augment(batch: Tensor, names: tuple[str, ...], pad: int, gen: torch.Generato
         if masks is not None:
             padded = F.pad(masks, (pad, pad, pad, pad), value=mask_fill)
             masks = torch.stack([padded[i, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(n)])
+        if boxes is not None:
+            from ..detection.targets import shift_targets
+
+            boxes = shift_targets(boxes, [pad - d for d in dx], [pad - d for d in dy], w, h)
     if "flip" in names:
         flip = torch.rand(n, generator=gen) < 0.5
         batch = torch.where(flip.view(-1, 1, 1, 1), batch.flip(3), batch)
         if masks is not None:
             masks = torch.where(flip.view(-1, 1, 1), masks.flip(2), masks)
+        if boxes is not None:
+            from ..detection.targets import flip_targets
+
+            boxes = flip_targets(boxes, flip, w)
+    if boxes is not None:
+        return batch, boxes
     return batch if masks is None else (batch, masks)
 
 

@@ -23,6 +23,7 @@ class OutputSpec:
     names: tuple[str, ...]   # one per flattened output, in order: "boxes", "scores.0", "1" ("output" alone)
     spec: TreeSpec           # the structure the model returns them in
     ranks: tuple[int, ...]   # each output's rank (4: a per-pixel map, in NCHW)
+    flat: bool = False       # already a flat tuple of tensors: exporters take it as it is
 
     @property
     def single(self) -> bool:
@@ -49,7 +50,8 @@ def output_spec(model: nn.Module, example: torch.Tensor) -> OutputSpec:
         raise ConfigError(f"the model returns {what}; pea-export exports models that return a tensor, or a "
                           "tuple, list or dict of tensors")
     names = tuple(_name(p) for p in paths) if len(values) > 1 or paths[0] else ("output",)
-    return OutputSpec(names, leaves[1], tuple(v.dim() for v in values))
+    flat = isinstance(y, tuple) and all(isinstance(v, torch.Tensor) for v in y)
+    return OutputSpec(names, leaves[1], tuple(v.dim() for v in values), flat)
 
 
 def _name(path) -> str:

@@ -57,9 +57,15 @@ def export_checkpoint(source: str | Path, target: str | Profile, out: str | Path
         return _qat_graph(stripped, calibration, options, trained, splits, say)
 
     example = val.images[:1].contiguous()
-    return run_export(trained.model, profile, out, options,
-                      ExportInputs(example, calib, calib_source, val, output_spec(trained.model, example)),
-                      TaskMetric(trained.task, trained.num_classes, ignore), provenance,
+    outputs = output_spec(trained.model, example)
+    if trained.task == "detection":
+        from ..detection.metric import map_metric
+
+        metric = UserMetric(map_metric(tuple(example.shape[2:])), name="map", unflatten=outputs.unflatten)
+    else:
+        metric = TaskMetric(trained.task, trained.num_classes, ignore)
+    return run_export(trained.model, profile, out, options, ExportInputs(example, calib, calib_source, val, outputs),
+                      metric, provenance,
                       f"checkpoint {trained.checkpoint} (epoch {trained.epoch})", command, log,
                       retrain if options.qat_epochs else None, t_start, timings)
 
@@ -98,7 +104,7 @@ def export_model(model: nn.Module, target: str | Profile, out: str | Path, *, ex
     shape = tuple(example.shape[1:])
     module_name = f"{type(model).__module__}.{type(model).__qualname__}"
     outputs = output_spec(model, example)
-    if not outputs.single:
+    if not outputs.single and not outputs.flat:
         model = FlatOutputs(model)  # every format writes the outputs as one flat tuple, in this order
     calib = gather_inputs(calibration, "calibration data", shape, options.calib_samples)
     if validation is None:

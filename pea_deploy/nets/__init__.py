@@ -12,7 +12,12 @@ from ..registry import NETS
 
 def is_segmentation_net(name: str) -> bool:
     """True for nets with per-pixel logits (N, classes, H, W): they train on segmentation sets."""
-    return NETS.get(name).info["task"] == "segmentation"
+    return net_task(name) == "segmentation"
+
+
+def net_task(name: str) -> str:
+    """The task a registered net's outputs serve: classification, segmentation or detection."""
+    return NETS.get(name).info["task"]
 
 
 def build_net(name: str, num_classes: int, in_channels: int = 3, **options) -> nn.Module:

@@ -15,7 +15,7 @@ from torch import nn
 from ..data import load_dataset
 from ..data.images import DatasetSplits
 from ..errors import ConfigError
-from ..nets import build_net, is_segmentation_net
+from ..nets import build_net, net_task
 from ..nets.user import ModelSource, build_user_net, resolve_source
 from ..pea import convert, replace_relus_with_act
 from ..pea.relufy import hard_swap
@@ -85,12 +85,11 @@ def teacher_model(recipe: Recipe, num_classes: int, in_channels: int, task: str,
 
 def _builtin_net(recipe: Recipe, num_classes: int, in_channels: int, task: str) -> nn.Module:
     m = recipe.model
-    if (task == "segmentation") != is_segmentation_net(m.name):
-        nets = ", ".join(n for n in NETS.names() if is_segmentation_net(n))
-        raise ConfigError(f"dataset {recipe.data.name!r} is a {task} set but model {m.name!r} is "
-                          + ("not a segmentation net (use " + nets + ")" if task == "segmentation"
-                             else "a segmentation net; use a classification dataset"))
-    options = {"width": m.width, "stem": m.stem}
+    if net_task(m.name) != task:
+        nets = ", ".join(n for n in NETS.names() if net_task(n) == task)
+        raise ConfigError(f"dataset {recipe.data.name!r} is a {task} set but model {m.name!r} is a "
+                          f"{net_task(m.name)} net (use {nets or 'your own network'})")
+    options = {"width": m.width, **({"stem": m.stem} if "stem" in NETS.get(m.name).options else {})}
     if m.dropout is not None:
         options["dropout"] = m.dropout
     if m.relu6:

@@ -27,7 +27,7 @@ from .history import plot_history, write_json, write_metrics_csv
 from .optim import LRSchedule, build_optimizer
 from .recipe import Recipe
 from .resume_rules import check_resumable, restore_rng
-from .task import task_for
+from .task import check_outputs, task_for
 
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
@@ -87,6 +87,9 @@ class Trainer:
                                 recorded_source=saved.get("model_source") if saved else None)
         self.model, self.source, self.init_from = built.model.to(self.device), built.source, built.init_from
         self.teacher = built.teacher.to(self.device) if built.teacher is not None else None
+        sample = self.normalize(torch.stack([self.data.val[i][0] for i in range(min(2, len(self.data.val)))])
+                                .to(self.device))
+        check_outputs(self.model, self.task, sample, self.data.num_classes)  # one line before any step
         t = recipe.train
         if t.amp == "fp16" and self.device.type != "cuda":
             raise ConfigError("train.amp fp16 needs CUDA; use bf16 on CPU")
@@ -221,11 +224,13 @@ class Trainer:
                    desc=f"epoch {self.epoch + 1}/{r.train.epochs}", file=sys.stderr, dynamic_ncols=True)
         loss_sum, correct, n, lr, alpha = 0.0, 0, 0, 0.0, 1.0
         pin = self.device.type == "cuda"  # pinned host memory: the copy overlaps the compute
-        segmenting = self.data.task == "segmentation"
+        segmenting, detecting = self.data.task == "segmentation", self.data.task == "detection"
         for images, labels in bar:
             if segmenting:  # the masks move with their images
                 images, labels = augment(images, tuple(r.data.augment), pad, gen, masks=labels,
                                          mask_fill=self.data.ignore_index)
+            elif detecting:  # and the boxes
+                images, labels = augment(images, tuple(r.data.augment), pad, gen, boxes=labels)
             else:
                 images = augment(images, tuple(r.data.augment), pad, gen)
             if pin:
@@ -247,7 +252,8 @@ class Trainer:
                     with torch.no_grad():
                         teacher_logits = self.teacher(x)
                     w = r.distill.weight
-                    loss = (1 - w) * loss + w * distillation_loss(logits, teacher_logits, r.distill.temperature)
+                    distill = getattr(self.task, "distill", distillation_loss)
+                    loss = (1 - w) * loss + w * distill(logits, teacher_logits, r.distill.temperature)
             if not math.isfinite(loss.item()):
                 kept = (f"last good checkpoint kept: {self.paths.last} (epoch {self.epoch})"
                         if self.paths.last.exists() else "no checkpoint was written (it diverged before "

@@ -1,5 +1,6 @@
-"""What the trainer optimises and scores, per kind of dataset: classification (cross-entropy, top-1)
-or semantic segmentation (per-pixel cross-entropy with an ignore index, mIoU).
+"""What the trainer optimises and scores, per kind of dataset: classification (cross-entropy, top-1),
+semantic segmentation (per-pixel cross-entropy with an ignore index, mIoU) or object detection (the
+task-aligned loss, COCO mAP; pea_deploy.detection).
 
 The trainer asks its task for the loss, the running training score and the validation scores, so the
 loop itself is the same for both; the history names its columns after the task's metrics.
@@ -119,7 +120,103 @@ class Segmentation:
                 "iou": iou_percent(confusion)}
 
 
-def task_for(data: DatasetSplits, label_smoothing: float = 0.0) -> Classification | Segmentation:
+class Detection:
+    metric = "map"             # COCO mAP@0.5:0.95, the checkpoint selector
+    train_metric = "recall50"  # running: % of ground-truth boxes some prediction overlaps by IoU >= 0.5
+    label = METRIC_LABELS["map"]
+
+    def __init__(self, num_classes: int, input_hw: tuple[int, int]):
+        self.num_classes, self.input_hw = num_classes, input_hw
+
+    def strides(self, outputs) -> list[int]:
+        return [self.input_hw[0] // o.shape[-2] for o in outputs]
+
+    def loss(self, outputs, target: Tensor) -> Tensor:
+        from ..detection.loss import detection_loss
+        from ..detection.targets import unpack_targets
+
+        return detection_loss(outputs, unpack_targets(target), self.strides(outputs))[0]
+
+    @torch.no_grad()
+    def hits(self, outputs, target: Tensor) -> tuple[int, int]:
+        from ..detection.boxes import box_iou
+        from ..detection.decode import decode
+        from ..detection.targets import unpack_targets
+
+        boxes, _, _ = decode([o.detach().float() for o in outputs], self.strides(outputs))
+        found = counted = 0
+        for b, t in zip(boxes, unpack_targets(target.detach().cpu())):
+            if len(t["boxes"]):
+                found += int((box_iou(t["boxes"], b.cpu()).amax(1) >= 0.5).sum())
+                counted += len(t["boxes"])
+        return found, counted
+
+    def distill(self, student, teacher, temperature: float) -> Tensor:
+        """Per-output MSE to the teacher's raw maps (box distances and class logits alike)."""
+        from .distill import output_distillation
+
+        return output_distillation(student, teacher, loss="mse")
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, data, normalize: Normalize, device: torch.device,
+                 batch_size: int = 256) -> dict:
+        """{"loss", "map" %, "map50" %, "per_class": AP %} of `model` in eval mode on `data`."""
+        from ..detection.coco_map import coco_map
+        from ..detection.decode import detections
+        from ..detection.loss import detection_loss
+        from ..detection.targets import unpack_targets
+
+        model.eval()
+        found, truth, loss_sum, n = [], [], 0.0, 0
+        for images, packed in iterate(data, batch_size, shuffle=False):
+            outputs = [o.float() for o in model(normalize(images.to(device)))]
+            targets = unpack_targets(packed)
+            loss_sum += detection_loss(outputs, targets, self.strides(outputs))[0].item() * len(images)
+            n += len(images)
+            found += [{k: v.cpu() for k, v in d.items()} for d in detections(outputs, self.strides(outputs))]
+            truth += targets
+        scores = coco_map(found, truth)
+        return {"loss": loss_sum / max(n, 1), "map": scores["map"], "map50": scores["map50"],
+                "per_class": scores["per_class"]}
+
+
+def check_outputs(model: nn.Module, task, sample: Tensor, num_classes: int) -> None:
+    """Refuse, in one line, a network whose outputs do not fit the task (before any training step):
+    classification (N, classes), segmentation (N, classes, H, W), detection a tuple of (N, 4 +
+    classes, h, w) maps."""
+    from ..errors import ConfigError
+
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(sample)
+    finally:
+        model.train(was_training)
+    kind = type(task).__name__.lower()
+
+    def shape(o):
+        return tuple(o.shape) if isinstance(o, Tensor) else type(o).__name__
+
+    if isinstance(task, Detection):
+        ok = isinstance(out, (tuple, list)) and out and all(
+            isinstance(o, Tensor) and o.dim() == 4 and o.shape[1] == 4 + num_classes for o in out)
+        want = f"a tuple of (N, {4 + num_classes}, h, w) maps (4 box distances + {num_classes} class logits)"
+        got = [shape(o) for o in out] if isinstance(out, (tuple, list)) else shape(out)
+    elif isinstance(task, Segmentation):
+        ok = isinstance(out, Tensor) and out.dim() == 4 and out.shape[1] == num_classes
+        want, got = f"(N, {num_classes}, H, W) per-pixel logits", shape(out)
+    else:
+        ok = isinstance(out, Tensor) and out.dim() == 2 and out.shape[1] == num_classes
+        want, got = f"(N, {num_classes}) logits", shape(out)
+    if not ok:
+        raise ConfigError(f"the network's output does not fit the {kind} task: it returns {got}, the task needs "
+                          f"{want}")
+
+
+def task_for(data: DatasetSplits, label_smoothing: float = 0.0):
+    if data.task == "detection":
+        return Detection(data.num_classes, data.input_hw)
     return task_named(data.task, data.num_classes, data.ignore_index, label_smoothing)
 
 

@@ -1,0 +1,20 @@
+"""The detection task's score for pea-export's parity: COCO mAP@0.5:0.95 (%) of a detector's raw maps,
+decoded and NMS'd the same way for torch and for every artefact."""
+
+from __future__ import annotations
+
+from .coco_map import coco_map
+from .decode import detections
+from .targets import unpack_targets
+
+
+def map_metric(input_hw: tuple[int, int]):
+    """`fn(outputs, packed targets) -> mAP@0.5:0.95 %` for a detector taking `input_hw` inputs."""
+
+    def map_(outputs, targets) -> float:
+        maps = list(outputs) if isinstance(outputs, (tuple, list)) else [outputs]
+        strides = [input_hw[0] // m.shape[-2] for m in maps]
+        truth = unpack_targets(targets) if hasattr(targets, "dim") else list(targets)
+        return coco_map(detections(maps, strides), truth)["map"]
+
+    return map_
