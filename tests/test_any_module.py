@@ -263,7 +263,10 @@ def test_export_model_scores_a_user_metric_per_artefact(detector, tmp_path):
     report = result.report.to_dict()
     scores = {(r["artefact"], r["runtime"]): r["score"] for r in report["parity"]}
     assert all(r["metric"] == "box_error" for r in report["parity"]) and len(scores) == 5
-    assert all(abs(s - scores["torch fp32", "torch"]) < 5 for s in scores.values())
+    # the gated rows compute each file's own int8 semantics, the same on AVX2-only and AVX-512 hosts;
+    # the fused onnxruntime row describes this CPU (it saturates on AVX2 without VNNI) and is not held to it
+    gated = [r["score"] for r in report["parity"] if r["gate"]]
+    assert all(abs(s - scores["torch fp32", "torch"]) < 5 for s in gated)
     assert "`box_error`" in (tmp_path / "out" / "report.md").read_text()
 
     def broken(outputs, targets):
