@@ -38,6 +38,15 @@ def shape_mask(kind: int, size: int, rng: np.random.Generator) -> np.ndarray:
     return (yy >= top) & (yy <= base) & (np.abs(xx - cx) <= half)
 
 
+def shapes_background(size: int, rng: np.random.Generator) -> np.ndarray:
+    """A noisy two-colour gradient, float (3, size, size), darker than any shape drawn on it."""
+    ramp = np.linspace(0.0, 1.0, size)
+    a, b = rng.uniform(0, 110, 3), rng.uniform(0, 110, 3)
+    grad = ramp[None, :, None] if rng.random() < 0.5 else ramp[None, None, :]
+    img = a[:, None, None] * (1 - grad) + b[:, None, None] * grad
+    return img + rng.normal(0, 8, (3, size, size))
+
+
 def make_shapes(count: int, size: int = 64, seed: int = 0) -> tuple[Tensor, Tensor]:
     """`count` RGB uint8 images (N, 3, size, size) and uint8 class masks (N, size, size)."""
     if size % 8:
@@ -45,12 +54,8 @@ def make_shapes(count: int, size: int = 64, seed: int = 0) -> tuple[Tensor, Tens
     rng = np.random.default_rng(seed)
     images = np.empty((count, 3, size, size), np.uint8)
     masks = np.zeros((count, size, size), np.uint8)
-    ramp = np.linspace(0.0, 1.0, size)
     for i in range(count):
-        a, b = rng.uniform(0, 110, 3), rng.uniform(0, 110, 3)
-        grad = ramp[None, :, None] if rng.random() < 0.5 else ramp[None, None, :]
-        img = a[:, None, None] * (1 - grad) + b[:, None, None] * grad
-        img = img + rng.normal(0, 8, (3, size, size))
+        img = shapes_background(size, rng)
         for _ in range(rng.integers(2, 5)):
             kind = int(rng.integers(1, 4))
             m = shape_mask(kind, size, rng)

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from ..data.images import DatasetSplits, TensorImages
-from ..data.segmentation import shape_mask
+from ..data.segmentation import shape_mask, shapes_background
 from ..errors import DataError
 from .targets import pack_targets
 
@@ -27,12 +27,8 @@ def make_shapes_det(count: int, size: int = 64, seed: int = 0, max_objects: int 
     rng = np.random.default_rng(seed)
     images = np.empty((count, 3, size, size), np.uint8)
     targets = []
-    ramp = np.linspace(0.0, 1.0, size)
     for i in range(count):
-        a, b = rng.uniform(0, 110, 3), rng.uniform(0, 110, 3)
-        grad = ramp[None, :, None] if rng.random() < 0.5 else ramp[None, None, :]
-        img = a[:, None, None] * (1 - grad) + b[:, None, None] * grad
-        img = img + rng.normal(0, 8, (3, size, size))
+        img = shapes_background(size, rng)
         owner = np.full((size, size), -1)
         drawn = []
         for k in range(int(rng.integers(1, max_objects + 1))):

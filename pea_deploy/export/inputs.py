@@ -35,17 +35,7 @@ def gather_inputs(data, what: str, shape: tuple[int, ...] | None = None, limit: 
     if isinstance(data, Tensor):
         x = _checked(data, what, shape)
         return x[:limit] if limit else x
-    batches, count = [], 0
-    for batch in data if not isinstance(data, (str, bytes)) else ():
-        x = _checked(_split(batch)[0], what, shape)
-        batches.append(x)
-        count += len(x)
-        if limit and count >= limit:
-            break
-    if not batches:
-        raise DataError(f"{what} is empty: give a tensor, an iterable of batches or a DataLoader")
-    x = torch.cat(batches)
-    return x[:limit] if limit else x
+    return gather_labelled(data, what, shape, limit).images
 
 
 def gather_labelled(data, what: str, shape: tuple[int, ...] | None = None, limit: int | None = None) -> LabelledInputs:
