@@ -183,7 +183,7 @@ def test_profile_parity_runtimes_are_checked(tmp_path):
 def test_tflite_micro_refuses_an_op_it_lacks_with_its_reason(tmp_path):
     from pea_deploy.errors import ExportStepError
     from pea_deploy.export.tflm import TFLMRunner
-    from pea_deploy.verify.tflite_writer import TFLiteBuilder
+    from pea_deploy.agreement.tflite_writer import TFLiteBuilder
 
     b = TFLiteBuilder()
     x = b.tensor([1, 4, 4, 8], b.s.TensorType.INT8, name="x")

@@ -1,7 +1,7 @@
 """Differential tests: the Ethos-U profiles' verdicts against Arm's Vela compiling the same models
 for each profile's accelerator (ethos-u55-128, ethos-u65-256, ethos-u85-256).
 
-Every probe model (pea_deploy/verify/probe_models.py: 241 single-op int8/int16 TFLite models over
+Every probe model (pea_deploy/agreement/probe_models.py: 241 single-op int8/int16 TFLite models over
 kernel, stride, padding, dilation, depth multiplier, resize factor, dtype, rank, batch and fused or
 standalone activations) is compiled by Vela; pea-verify-ops must never pass a model Vela leaves on
 the CPU, and with Vela deciding the limits may reject only by pea-deploy's ReLU policy."""
@@ -14,9 +14,9 @@ import pytest
 pytest.importorskip("ethosu", reason="Vela (pea-deploy[vela]) is not installed")
 
 from pea_deploy.verify import load_profile  # noqa: E402
-from pea_deploy.verify.probe_models import ProbeCase, probe_cases, write_probe  # noqa: E402
-from pea_deploy.verify.probe_networks import network_probes  # noqa: E402
-from pea_deploy.verify.vela_agreement import run_agreement, summary_row  # noqa: E402
+from pea_deploy.agreement.probe_models import ProbeCase, probe_cases, write_probe  # noqa: E402
+from pea_deploy.agreement.probe_networks import network_probes  # noqa: E402
+from pea_deploy.agreement.vela import run_agreement, summary_row  # noqa: E402
 
 CAN_CONVERT = __import__("importlib").util.find_spec("litert_torch") is not None
 

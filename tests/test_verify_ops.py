@@ -6,7 +6,6 @@ import random
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
@@ -420,7 +419,7 @@ def test_ethos_u_onnx_limits_pass_what_vela_runs(module, tmp_path):
 
 
 def _probe(tmp_path, **kw):
-    from pea_deploy.verify.probe_models import ProbeCase, write_probe
+    from pea_deploy.agreement.probe_models import ProbeCase, write_probe
 
     case = ProbeCase(**kw)
     return write_probe(case, tmp_path / f"{case.name}.tflite")

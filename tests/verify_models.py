@@ -99,7 +99,7 @@ def write_tflite(path: Path, ops: list[tuple[str, str]], dtype: str = "float32",
     """
     import numpy as np
 
-    from pea_deploy.verify.tflite_writer import TFLiteBuilder
+    from pea_deploy.agreement.tflite_writer import TFLiteBuilder
 
     model = TFLiteBuilder()
     s, tensor = model.s, model.tensor

@@ -8,73 +8,13 @@ blocks do) becomes one ensemble used in the same places.
 
 from __future__ import annotations
 
-from collections import Counter
-from typing import Callable
-
 from torch import nn
 
-from ..errors import AlphaNotOneError, ConversionError
-from ..registry import ACTIVATIONS, GRANULARITIES, TARGETS, VARIANTS, smooth_activation_labels
+from ..errors import AlphaNotOneError
+from ..registry import ACTIVATIONS, GRANULARITIES, TARGETS, VARIANTS
 from .ensemble import PEAEnsemble
-
-# Activation classes a model may hold besides the registered smooth ones (those come from the registry).
-_OTHER_ACTIVATIONS = ("relu", "relu6", "sigmoid", "tanh", "hardswish", "hardsigmoid", "softplus", "leakyrelu",
-                      "prelu", "selu", "celu", "softsign", "hardtanh", "tanhshrink", "logsigmoid", "rrelu")
-
-
-def _replace_modules(model: nn.Module, make: Callable[[nn.Module], nn.Module | None]) -> int:
-    """Replace every child for which `make` returns a module; the same instance maps to the same
-    replacement wherever it is registered. Returns how many distinct instances were replaced."""
-    memo: dict[int, nn.Module] = {}
-    for parent in list(model.modules()):
-        # _modules, not named_children(): the latter hides a second name for the same instance
-        for name, child in list(parent._modules.items()):
-            if child is None:
-                continue
-            key = id(child)
-            if key not in memo:
-                new = make(child)
-                if new is None:
-                    continue
-                memo[key] = new
-            setattr(parent, name, memo[key])
-    return len(memo)
-
-
-def _functional_relus(model: nn.Module) -> list[str]:
-    """Best-effort: names of functional ReLU calls found by tracing the model with torch.fx."""
-    try:
-        import torch.fx
-
-        graph = torch.fx.symbolic_trace(model).graph
-    except Exception:
-        return []
-    found = []
-    for node in graph.nodes:
-        target = getattr(node.target, "__name__", str(node.target))
-        if node.op in ("call_function", "call_method") and "relu" in target.lower():
-            found.append(f"{target} ({node.name})")
-    return found
-
-
-def _nothing_to_convert(model: nn.Module, kinds: tuple[type, ...]) -> ConversionError:
-    wanted = " or ".join(f"nn.{k.__name__}" for k in kinds)
-    known = {n.lower() for n in (*_OTHER_ACTIVATIONS, *smooth_activation_labels())}
-    acts = Counter(type(m).__name__ for m in model.modules() if type(m).__name__.lower() in known)
-    if any(isinstance(m, PEAEnsemble) for m in model.modules()):
-        return ConversionError("model is already converted: it holds PEA ensembles")
-    parts = [f"convert found no {wanted} module to replace"]
-    if acts:
-        parts.append("activation modules present: " + ", ".join(f"{n} x{c}" for n, c in acts.items()))
-    functional = _functional_relus(model)
-    if functional:
-        parts.append("functional calls in forward(): " + ", ".join(functional[:5])
-                     + " - PEA needs nn.ReLU modules, replace F.relu/torch.relu calls with them")
-    elif not acts:
-        parts.append("no activation modules at all: does forward() call F.relu? "
-                     "PEA can only replace nn.ReLU modules")
-    return ConversionError("; ".join(parts))
-
+from .own import convert_own, left_in_place
+from .walk import ensembles, nothing_to_convert, replace_modules
 
 def convert(model: nn.Module, act: str = "gelu", variant: str = "weighted", target: str = "relu",
             *, swish_beta: float = 1.0, granularity: str = "element", alpha: float = 0.0) -> nn.Module:
@@ -92,8 +32,6 @@ def convert(model: nn.Module, act: str = "gelu", variant: str = "weighted", targ
     GRANULARITIES.check(granularity)
     TARGETS.check(target)
     if ACTIVATIONS.get(act).info.get("keep"):
-        from .own import convert_own
-
         return convert_own(model, target, variant, granularity=granularity, alpha=alpha)
     kinds: tuple[type, ...] = (nn.ReLU, nn.ReLU6) if target.lower() == "relu6" else (nn.ReLU,)
     cls = variant_entry.load()
@@ -107,8 +45,8 @@ def convert(model: nn.Module, act: str = "gelu", variant: str = "weighted", targ
         ens.source = type(child).__name__  # what it replaced, for conversion_summary
         return ens
 
-    if _replace_modules(model, make) == 0:
-        raise _nothing_to_convert(model, kinds)
+    if replace_modules(model, make) == 0:
+        raise nothing_to_convert(model, kinds)
     return model
 
 
@@ -117,9 +55,9 @@ def replace_relus_with_act(model: nn.Module, act: str = "gelu", *, swish_beta: f
     from .activations import smooth_activation
 
     spec = smooth_activation(act, swish_beta)
-    n = _replace_modules(model, lambda c: spec.module() if type(c) in (nn.ReLU, nn.ReLU6) else None)
+    n = replace_modules(model, lambda c: spec.module() if type(c) in (nn.ReLU, nn.ReLU6) else None)
     if n == 0:
-        raise _nothing_to_convert(model, (nn.ReLU, nn.ReLU6))
+        raise nothing_to_convert(model, (nn.ReLU, nn.ReLU6))
     return model
 
 
@@ -156,8 +94,6 @@ def conversion_summary(model: nn.Module, target: str | None = None) -> list[dict
                       "there, then converted like one"}
              for (call, module), paths in calls.items()]
     if target is not None:
-        from .own import left_in_place
-
         rows += left_in_place(model, target)
     return rows
 
@@ -175,17 +111,6 @@ def describe_conversion(rows: list[dict]) -> str:
             what = f"{r['count']} x nn.{r['replaced']} -> {r['variant']} ensemble ({r['act']} -> {r['target']})"
         parts.append(what + (f" [{r['note']}]" if r["note"] else ""))
     return "; ".join(parts)
-
-
-def ensembles(model: nn.Module) -> dict[str, PEAEnsemble]:
-    """Every distinct ensemble of `model` by its first module path."""
-    found: dict[str, PEAEnsemble] = {}
-    seen: set[int] = set()
-    for name, module in model.named_modules():
-        if isinstance(module, PEAEnsemble) and id(module) not in seen:
-            seen.add(id(module))
-            found[name] = module
-    return found
 
 
 def alphas(model: nn.Module) -> dict[str, float]:
@@ -224,5 +149,5 @@ def strip(model: nn.Module) -> nn.Module:
     the same function as the trained one. There is deliberately no way to strip below 1.
     """
     require_alpha_one(model)
-    _replace_modules(model, lambda c: c.deploy_module() if isinstance(c, PEAEnsemble) else None)
+    replace_modules(model, lambda c: c.deploy_module() if isinstance(c, PEAEnsemble) else None)
     return model

@@ -15,6 +15,8 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from ..registry import GATES, OWN_ACTIVATIONS, VARIANTS
+from .functional import rewrite_functional_activations
+from .walk import OTHER_ACTIVATIONS, ensembles, nothing_to_convert, replace_modules
 
 
 class HardsigmoidAsReLU6(nn.Module):
@@ -45,9 +47,6 @@ def convert_own(model: nn.Module, target: str = "relu", variant: str = "weighted
     """Wrap every own activation module of `model` (in place; a model whose forward() calls
     activations is first rewritten by torch.fx, and that new module is returned) into a `variant`
     ensemble walking to `target`. Returns the model to use."""
-    from .convert import _nothing_to_convert, _replace_modules
-    from .functional import rewrite_functional_activations
-
     model = rewrite_functional_activations(model, target)
     entry = VARIANTS.get(variant)
     cls = entry.load()
@@ -68,23 +67,19 @@ def convert_own(model: nn.Module, target: str = "relu", variant: str = "weighted
         made.source = kind.__name__
         return made
 
-    if _replace_modules(model, make) == 0:
-        raise _nothing_to_convert(model, tuple(k for k in own if k is not target_cls))
+    if replace_modules(model, make) == 0:
+        raise nothing_to_convert(model, tuple(k for k in own if k is not target_cls))
     return model
 
 
 def left_in_place(model: nn.Module, target: str) -> list[dict]:
     """Activation-like modules convert left as they were, with the reason (for the summary)."""
-    from .convert import _OTHER_ACTIVATIONS
-
-    from .convert import ensembles
-
     gates = _classes(GATES)
     counts: dict[str, int] = {}
     seen: set[int] = {id(e.own) for e in ensembles(model).values() if e.own is not None}
     for m in model.modules():
         name = type(m).__name__
-        if id(m) in seen or (type(m) not in gates and name.lower() not in _OTHER_ACTIVATIONS) or \
+        if id(m) in seen or (type(m) not in gates and name.lower() not in OTHER_ACTIVATIONS) or \
                 name.lower() in ("relu", "relu6"):
             continue
         seen.add(id(m))

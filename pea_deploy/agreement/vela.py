@@ -5,7 +5,7 @@ A false accept (we pass, Vela puts the operator on the CPU) is a bug in the prof
 (we fail, Vela runs it on the NPU) is allowed only as deliberate policy: every finding is pea-deploy's
 ReLU rule on an activation the hardware runs (`hardware_activations` in the profile).
 
-    python -m pea_deploy.verify.vela_agreement [PROFILE ...]   # prints the agreement table
+    python -m pea_deploy.agreement [PROFILE ...]   # prints the agreement table
 
 The cases are probe_models' single ops and, where litert-torch is installed, probe_networks' small
 multi-op networks converted by pea-export's own TFLite path.
@@ -18,12 +18,11 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .check import verify_model
+from ..verify.check import verify_model
+from ..verify.profile import Profile, load_profile
+from ..verify.vela_placement import on_npu
 from .probe_models import ProbeCase, probe_cases, write_probe
 from .probe_networks import NetworkProbe, network_probes
-from .profile import Profile, load_profile
-from .vela_placement import on_npu
-
 
 
 @dataclass
@@ -107,6 +106,3 @@ def main(argv: list[str] | None = None) -> int:
         print("| " + " | ".join(str(v) for v in row.values()) + " |")
     return 1 if false_accepts else 0
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -3,7 +3,7 @@
 `probe_cases()` spans the parameters the Ethos-U rules depend on (kernel, stride, padding, dilation,
 depth multiplier, resize factor, transpose-conv stride, dtype, rank, batch, fused and standalone
 activations); `write_probe(case, path)` writes one as a TFLite flatbuffer with LiteRT's schema. The
-differential check (`vela_agreement`) compiles each with Vela and compares with pea-verify-ops.
+differential check (`vela.py`) compiles each with Vela and compares with pea-verify-ops.
 """
 
 from __future__ import annotations

@@ -1,0 +1,3 @@
+from .vela import main
+
+raise SystemExit(main())
