@@ -59,7 +59,9 @@ def main() -> None:
         x = example.numpy()
         results = {}
         for (runtime, label), path in files.items():
-            runner = OnnxRunner(path) if runtime == "onnxruntime" else TFLiteRunner(path)
+            # the paths a CPU deployment runs (optimised graph, XNNPACK), not the reference kernels parity reads
+            runner = (OnnxRunner(path, semantics="fused") if runtime == "onnxruntime"
+                      else TFLiteRunner(path, kernels="xnnpack"))
             results[(runtime, label)] = (latency_ms(runner, x, runs=args.runs)["median_ms"], path.stat().st_size)
     print(f"# {trained.recipe.name}: {trained.recipe.model.name} width {trained.recipe.model.width:g}, input "
           f"{list(trained.input_shape)}, batch 1, 1 thread, median of {args.runs}, torch {torch.__version__}")
