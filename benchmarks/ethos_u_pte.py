@@ -1,6 +1,6 @@
-"""An Ethos-U ExecuTorch program from a pea-train run: the README's measurement behind "Ethos-U through
-ExecuTorch: measured, not offered". ExecuTorch's Arm backend pins Vela 5.1, ml_dtypes 0.5.1 and
-numpy < 2.2 (tosa-tools), which cannot share a venv with pea-deploy, so this runs in two venvs:
+"""An Ethos-U ExecuTorch program from a pea-train run: the measurement behind "Ethos-U through
+ExecuTorch: measured, not offered" in docs/pea-export.md. ExecuTorch's Arm backend pins Vela 5.1,
+ml_dtypes 0.5.1 and numpy < 2.2 (tosa-tools), which cannot share a venv with pea-deploy, so this runs in two venvs:
 
     # 1. in pea-deploy's venv: the stripped ReLU network as a torch.export program, with data
     python benchmarks/ethos_u_pte.py dump runs/default /tmp/ethos-u-pte

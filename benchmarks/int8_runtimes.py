@@ -1,5 +1,5 @@
 """How far each runtime's int8 result is from the file's reference semantics, on a run's validation
-split: the README's figures for why parity gates on onnxruntime's QDQ reference and LiteRT's
+split: the figures in docs/results.md for why parity gates on onnxruntime's QDQ reference and LiteRT's
 reference kernels.
 
     python benchmarks/int8_runtimes.py runs/default runs/default/export/ethos-u55

@@ -1,7 +1,7 @@
 """How every command ends, defined once: verdicts, exit codes, and what each code means per command.
 
 The library returns these (a Verdict on every report, an ExitCode on every error class and export
-result); the CLI exits with them and prints their meanings in `--help`, so code, help and README
+result); the CLI exits with them and prints their meanings in `--help`, so code, help and docs
 read from one table.
 """
 
@@ -37,7 +37,7 @@ class ExitCode(IntEnum):
     INTERRUPTED = 130     # Ctrl-C
 
 
-# What each code means for each command (the commands' --help and the README print these).
+# What each code means for each command (the commands' --help and docs/reference print these).
 MEANINGS: dict[str, dict[ExitCode, str]] = {
     "pea-train": {
         ExitCode.OK: "done",

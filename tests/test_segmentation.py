@@ -156,7 +156,7 @@ def test_segmentation_run_reports_miou(seg_run):
 def test_segmentation_net_exports_to_ethos_u55_with_miou_parity(seg_run, tmp_path):
     out, summary = seg_run
     # A 4-epoch net has thin logit margins, so int8 may move a few points of mIoU here (the shapes
-    # recipe trained in full loses under 0.1 point: see the README); this test is about the wiring.
+    # recipe trained in full loses under 0.1 point: see docs/results.md); this test is about the wiring.
     result = export_checkpoint(out, "ethos-u55", tmp_path / "export",
                                ExportOptions(calib_samples=64, parity_samples=128, latency_runs=3, max_drop=15.0))
     report = result.report.to_dict()

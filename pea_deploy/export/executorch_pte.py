@@ -10,7 +10,7 @@ torch graph the program was lowered from (requantization rounds float sums accum
 order), and bit-identical on AVX-512 VNNI and an emulated AVX2-only CPU (where onnxruntime's int8
 kernels saturate): its parity row gates, as the reference rows do. The Arm Ethos-U backend of ExecuTorch is not offered
 here: it pins ethos-u-vela 5.1, ml_dtypes 0.5.1 and numpy < 2.2 (tosa-tools) against this package's
-Vela 5.2 and onnx 1.23; see the README.
+Vela 5.2 and onnx 1.23; see docs/pea-export.md (step 9).
 
 `executorch` is an optional extra (`pea-deploy[executorch]`).
 """

@@ -8,7 +8,7 @@
             loss = criterion(pea.model(x), y); ...
     relu_net = pea.finish(bn_data=loader)               # alpha 1 or refuse; BatchNorm re-estimated; stripped
 
-and the baseline to measure it against (measured in the README: at CPU scale it is strong):
+and the baseline to measure it against (measured in docs/results.md: at CPU scale it is strong):
 
     relu_net = hard_swap(model, bn_data=loader)         # every activation to ReLU at once, BN re-estimated
 """
