@@ -147,3 +147,30 @@ def test_the_readme_first_screen_is_what_ci_runs():
     ci = (ROOT / ".ci" / "run").read_text()
     assert ci.index("bash .ci/wheel-smoke") < ci.index("python -m pytest")
 
+
+
+COMMANDS = ("pea-train", "pea-compare", "pea-export", "pea-verify-ops")
+
+
+def command_lines(text: str) -> list[str]:
+    """Every pea-* command in the page's code blocks (continuation lines joined, `&&` chains split)."""
+    lines = []
+    for block in FENCE.findall(text):
+        joined = re.sub(r"\\\n\s*", " ", block)
+        parts = [part.strip() for line in joined.splitlines() for part in line.split("&&")]
+        lines += [part for part in parts if part.startswith(COMMANDS)]
+    return lines
+
+
+@pytest.mark.parametrize("page", PAGES, ids=page_id)
+def test_every_flag_in_a_command_example_is_one_the_command_has(page):
+    unknown = []
+    for line in command_lines(page.read_text()):
+        command = line.split()[0]
+        if command not in COMMANDS:
+            continue
+        code = line.split(" #")[0]  # not the comment
+        options = set(re.findall(r"--[a-z][a-z0-9-]*", (ROOT / "docs" / "reference" / f"{command}-help.txt").read_text()))
+        unknown += [f"{command} {flag}" for flag in re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", code)
+                    if flag not in options]
+    assert unknown == []
