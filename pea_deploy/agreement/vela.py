@@ -18,6 +18,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import ConfigError
 from ..verify.check import verify_model
 from ..verify.profile import Profile, load_profile
 from ..verify.vela_placement import on_npu
@@ -86,13 +87,22 @@ def summary_row(label: str, results: list[CaseResult]) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     names = (argv if argv is not None else sys.argv[1:]) or ["ethos-u55"]
+    try:
+        profiles = [load_profile(name) for name in names]
+        for profile in profiles:
+            if not profile.export.get("vela_accelerator"):
+                raise ConfigError(f"profile {profile.name} names no Vela accelerator ([export] vela_accelerator): "
+                                  "Vela has nothing to compile it for")
+    except ConfigError as e:
+        print(f"python -m pea_deploy.agreement: error: {e}", file=sys.stderr)
+        return 2
+    cases = probe_cases() + (network_probes() if _can_convert() else [])
     rows, false_accepts = [], 0
     with tempfile.TemporaryDirectory(prefix="pea-probes-") as work:
-        for name in names:
+        for profile in profiles:
             for compiler in (False, True):
-                label = f"{name} ({'Vela decides limits' if compiler else 'profile limits only'})"
-                cases = probe_cases() + (network_probes() if _can_convert() else [])
-                results = run_agreement(load_profile(name), work, compiler, cases)
+                label = f"{profile.name} ({'Vela decides limits' if compiler else 'profile limits only'})"
+                results = run_agreement(profile, work, compiler, cases)
                 rows.append(summary_row(label, results))
                 for r in results:
                     if r.outcome in ("false accept", "false reject"):
