@@ -20,6 +20,8 @@ import sys
 import tomllib
 from pathlib import Path
 
+from pea_deploy.atomic import write_text
+
 ROOT = Path(__file__).resolve().parent.parent
 MANIFEST = ROOT / "docs" / "generated.toml"
 REGION = re.compile(r"(<!-- generated from (?P<path>\S+) -->\n)(?P<body>.*?)(<!-- end generated -->)", re.S)
@@ -50,13 +52,6 @@ def produce(entry: dict) -> str:
     return out
 
 
-def write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_name(f".{path.name}.tmp")
-    staging.write_text(text)
-    staging.replace(path)
-
-
 def rendered(path: str) -> str:
     """What a region shows for the file at `path` (relative to the repository root): Markdown as it
     is, but its headings as bold lines, so a table's own title cannot reshape the page around it."""
@@ -85,7 +80,7 @@ def fill() -> int:
         text = page.read_text()
         new = REGION.sub(lambda m: m[1] + rendered(m["path"]) + m[4], text)
         if new != text:
-            write(page, new)
+            write_text(page, new)
             changed += 1
     return changed
 
@@ -111,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"making {entry['path']} ...", flush=True)
                 text = produce(entry)
                 if not entry.get("writes"):
-                    write(ROOT / entry["path"], text)
+                    write_text(ROOT / entry["path"], text)
     print(f"{fill()} page(s) refilled")
     return 0
 

@@ -5,6 +5,7 @@ first screen is what CI runs."""
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import re
@@ -42,6 +43,7 @@ def slug(heading: str) -> str:
     return text.replace(" ", "-")
 
 
+@functools.lru_cache(maxsize=None)
 def anchors(page: Path) -> set[str]:
     prose = FENCE.sub("", page.read_text())
     return {slug(m[1]) for m in re.finditer(r"^#+ (.+)$", prose, re.M)}
