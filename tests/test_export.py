@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import re
 import sys
 from collections import Counter
 
@@ -34,6 +36,17 @@ needs_tflite = pytest.mark.skipif(not __import__("importlib").util.find_spec("li
                                   reason="pea-deploy[tflite] not installed")
 needs_vela = pytest.mark.skipif(not __import__("importlib").util.find_spec("ethosu"),
                                 reason="pea-deploy[vela] not installed")
+
+
+# The trained run below scores 96.1-97.5 % top-1 on its 359 validation digits, the figure moving with
+# the CPU's float path (training is not bit-identical across CPUs or thread counts). Post-training
+# int8 of it keeps an output cosine of 0.9994-0.9996 and changes the prediction of 0 to 3 of those
+# images, either way (measured over 5 seeds and 1 or 2 torch threads: drops -0.28 to 0.84 points).
+# One image is 0.28 points, so the default --max-drop 1 rests on 4 images, a margin no training
+# outcome guarantees; the tests here gate at 3 points (11 images). An int8 file that is really broken
+# loses tens of points (calibrated on black images: 16-43 % top-1, cosine 0.25-0.49), and the fidelity
+# checks below (cosine > 0.99, SQNR > 15 dB) catch a subtler break that the top-1 gate would not.
+INT8_MAX_DROP = 3.0
 
 
 def invoke(*args):
@@ -78,7 +91,8 @@ def exported(run_dir, tmp_path_factory):
 
     formats = ("onnx", "tflite") if importlib.util.find_spec("litert_torch") else ("onnx",)
     out = tmp_path_factory.mktemp("export")
-    return export_checkpoint(run_dir, "ethos-u55", out, ExportOptions(formats=formats, latency_runs=5))
+    return export_checkpoint(run_dir, "ethos-u55", out, ExportOptions(formats=formats, latency_runs=5,
+                                                                      max_drop=INT8_MAX_DROP))
 
 
 def test_refuses_alpha_below_one(unfinished_run, tmp_path):
@@ -171,7 +185,7 @@ def test_parity_table_comes_from_real_runs(run_dir, exported):
         top1 = 100.0 * float((runner(val.images.numpy()).argmax(1) == labels).mean())
         assert rows[name]["metric"] == "top1" and rows[name]["score"] == pytest.approx(top1, abs=1e-3)
         assert rows[name]["samples"] == len(labels)
-        assert rows[name]["drop"] <= 1.0                     # int8 within a point of fp32
+        assert rows[name]["drop"] <= INT8_MAX_DROP           # int8 within a few images of fp32
     assert rows["model.fp32.onnx"]["max_abs_diff"] < 1e-3 and rows["model.fp32.onnx"]["agreement"] == 100.0
     assert rows["model.int8.onnx"]["max_abs_diff"] > 0       # int8 is really int8
     assert rows["model.int8.onnx"]["runtime"] == "onnxruntime, QDQ reference"
@@ -273,7 +287,7 @@ def test_vela_reports_cpu_fallback(tmp_path):
 def test_cli_end_to_end_onnx_uint8(run_dir, tmp_path):
     out = tmp_path / "x"
     r = invoke(run_dir, "--target", "relu6", "--out", out, "--formats", "onnx", "--activation-dtype", "uint8",
-               "--calib-method", "entropy", "--calib-samples", "64", "--latency-runs", "3")
+               "--calib-method", "entropy", "--calib-samples", "64", "--latency-runs", "3", "--max-drop", INT8_MAX_DROP)
     assert r.exit_code == 0, r.output
     assert r.stdout.strip().splitlines()[-1].startswith("PASSED | target relu6 |")
     assert sorted(p.name for p in out.iterdir()) == ["model.fp32.onnx", "model.int8.onnx", "report.json",
@@ -286,24 +300,48 @@ def test_cli_end_to_end_onnx_uint8(run_dir, tmp_path):
     assert settings["calibration"]["samples"] == 64 and settings["activation_dtype"] == "uint8"
 
 
+# Quantization-aware fine-tuning retrains the weights: SGD at --qat-lr 1e-3 moves the run's top-1 by
+# a few of its 359 validation images, either way (one epoch against post-training int8 of the same
+# run: -1.95 to +0.84 points over 5 seeds and 1 or 2 torch threads; on the Xeon of issue 32 it ended
+# 1.11 points below torch and failed the default --max-drop 1). 5 points is 18 images. A QAT that
+# breaks the net (the graph not trained, scales that clip) loses tens of points: chance is 10 %.
+QAT_TOLERANCE = 5.0
+
+
 @needs_tflite
-def test_cli_quantization_aware_tflite(run_dir, tmp_path):
+def test_cli_quantization_aware_tflite(run_dir, exported, tmp_path):
+    """--qat-epochs 2: two epochs of fake-int8 fine-tuning over the run's training split, each logged
+    with its mean loss; the TFLite written from the fine-tuned graph, gated on top-1 alone (its
+    outputs moved from torch's on purpose) and scoring no worse than post-training int8."""
+    steps = len(load_splits(load_trained(run_dir)).train) // 64    # --qat-batch 64, the last partial batch dropped
     out = tmp_path / "qat"
-    r = invoke(run_dir, "--target", "relu6", "--out", out, "--formats", "tflite", "--qat-epochs", "1",
-               "--latency-runs", "1", "--diagnose")
+    r = invoke(run_dir, "--target", "relu6", "--out", out, "--formats", "tflite", "--qat-epochs", "2",
+               "--max-drop", QAT_TOLERANCE, "--latency-runs", "1", "--diagnose")
     assert r.exit_code == 0, r.output
-    assert "quantization-aware training epoch 1/1: mean loss" in r.stderr
+    logged = re.findall(r"quantization-aware training epoch (\d)/2: mean loss (\S+) over (\d+) steps", r.stderr)
+    assert [(e, int(n)) for e, _, n in logged] == [("1", steps), ("2", steps)], r.stderr
+    # the fine-tuned net starts trained (its float loss about 0.1): half of chance's cross-entropy
+    # (ln 10, a net that knows nothing) is far above it, and a QAT graph that does not learn is not
+    assert all(0 < float(loss) < math.log(10) / 2 for _, loss, _ in logged), logged
     assert "## Per-layer int8 error: `model.int8.tflite`" in r.stderr          # --diagnose prints it
     report = json.loads((out / "report.json").read_text())
-    assert report["settings"]["calibration"]["tflite_qat"]["epochs"] == 1
-    assert report["artefacts"]["model.int8.tflite"]["verify"]["verdict"] == "PASSED"
-    assert "quantization-aware fine-tuning 1 epoch(s)" in (out / "report.md").read_text()
+    assert report["settings"]["calibration"]["tflite_qat"] == {"epochs": 2, "lr": 1e-3, "batch": 64}
+    torch_row, qat = report["parity"]
+    assert (torch_row["artefact"], qat["artefact"], qat["runtime"]) == ("torch fp32", "model.int8.tflite",
+                                                                     "LiteRT reference kernels")
+    assert qat["gate"] and qat["samples"] == torch_row["samples"] == exported.report.strip["samples"]
+    ptq = next(r for r in exported.report.to_dict()["parity"] if r["runtime"] == "LiteRT reference kernels")
+    assert qat["score"] >= ptq["score"] - QAT_TOLERANCE, (qat["score"], ptq["score"])
+    assert report["verdict"] == "PASSED" and report["artefacts"]["model.int8.tflite"]["verify"]["verdict"] == "PASSED"
+    assert "quantization-aware fine-tuning 2 epoch(s)" in (out / "report.md").read_text()
 
 
 def test_bad_calibration_data_fails_parity_with_exit_4(run_dir, tmp_path):
     calib = tmp_path / "calib"
     calib.mkdir()
-    for i in range(8):  # black images: int8 ranges fitted to them clip every real activation
+    # black images: int8 ranges fitted to them clip every real activation (measured 16-43 % top-1,
+    # 54-81 points below torch, cosine 0.25-0.49: far past both gates whatever the training outcome)
+    for i in range(8):
         Image.fromarray(np.zeros((8, 8), np.uint8)).save(calib / f"{i}.png")
     out = tmp_path / "out"
     r = invoke(run_dir, "--target", "relu-only", "--out", out, "--formats", "onnx", "--calib-data", calib,
@@ -350,7 +388,8 @@ def test_a_killed_export_leaves_no_staging_directory_behind_the_next_one(run_dir
     live = out / ".pea-export-live"
     live.mkdir()
     (live / ".owner").write_text(f"{__import__('socket').gethostname()} {os.getpid()}\n")  # this process: alive
-    r = invoke(run_dir, "--target", "relu-only", "--out", out, "--formats", "onnx", "--latency-runs", "1")
+    r = invoke(run_dir, "--target", "relu-only", "--out", out, "--formats", "onnx", "--latency-runs", "1",
+               "--max-drop", INT8_MAX_DROP)
     assert r.exit_code == 0, r.output
     assert not any(p.exists() for p in left) and live.exists()
 

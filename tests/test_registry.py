@@ -84,9 +84,18 @@ def test_plugin_activation_trains_exports_and_is_named_by_the_checker(snake_regi
     r = CliRunner().invoke(main, ["--act", "snake", "--epochs", "2", "--initial-epochs", "0", "--transition-end",
                                   "1", "--width", "0.125", "--out", str(tmp_path / "run"), "-q"])
     assert r.exit_code == 0, r.output
+    # This test is about a registered activation reaching a checked export, not about int8 accuracy
+    # (test_export holds that on a trained run). Two epochs leave the net at 30-55 % top-1 (measured
+    # over 5 seeds and 1 or 2 torch threads): its logits are nearly tied, so int8 rounding flips 2-10 %
+    # of its predictions, either way, and its top-1 moves by points (drops -0.84 to 2.23 on the whole
+    # split; one image of 64 failed --max-drop 1 on the Xeon of issue 32, as here with 1 thread). So
+    # parity runs on the whole split (one image is 0.28 points) with gates sized for such a net: 10
+    # points of top-1 and an output cosine of 0.95 (measured 0.996-0.9985, 0.994 on 64 images). A broken
+    # int8 file still fails: calibrated on black images, test_export's run measures cosine 0.25-0.49.
     result = export_checkpoint(tmp_path / "run", "relu-only", tmp_path / "export",
-                               ExportOptions(formats=("onnx",), latency_runs=1, parity_samples=64))
-    assert result.report.alpha["ensembles"] > 0 and result.verdict == "PASSED"
+                               ExportOptions(formats=("onnx",), latency_runs=1, max_drop=10, min_cosine=0.95))
+    assert result.report.alpha["ensembles"] > 0 and result.report.strip["max_abs_diff"] == 0.0
+    assert result.verdict == "PASSED", result.failures
     assert verify_model(tmp_path / "export" / "model.int8.onnx", load_profile("ethos-u55")).passed
 
     # The Act-only net of the same activation is rejected, and named after the registry's label.

@@ -1,5 +1,6 @@
 import csv
 import json
+import math
 
 import pytest
 import torch
@@ -175,7 +176,14 @@ def test_bf16_autocast_and_channels_last_train_on_cpu(tiny_recipe, tmp_path):
 
     recipe = tiny_recipe.with_overrides({"train.amp": "bf16", "train.channels_last": True})
     summary = train(recipe, tmp_path, progress=False, log=lambda m: None)
-    assert summary["all_alphas_one"] and summary["final_val_top1"] > 20.0
+    assert summary["all_alphas_one"]
+    # It learned: the validation loss after epoch 1 is still about ln 10 (2.30, chance), after epoch 3
+    # it is 0.32 to 1.15 lower (measured over 5 seeds and 1 or 2 torch threads, where the final top-1
+    # ranged 24-67 %: the score of so short a run moves with the CPU's float path, the fall of its loss
+    # does not). A bf16 path that does not train stays near ln 10; one that overflows is not finite.
+    rows = list(csv.DictReader((tmp_path / "metrics.csv").open()))
+    first, last = float(rows[0]["val_loss"]), float(rows[-1]["val_loss"])
+    assert math.isfinite(last) and last < first - 0.1, (first, last)
 
 
 def test_fp16_needs_cuda(tiny_recipe, tmp_path):

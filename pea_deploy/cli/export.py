@@ -1,6 +1,7 @@
 """`pea-export RUN_DIR|CHECKPOINT --target PROFILE`, or `pea-export --model-file F.py:FUNC --weights W.pt
---input-shape 1,C,H,W --calib-data DIR --target PROFILE` for any network: a thin layer over
-`pea_deploy.export` (export_checkpoint, export_model).
+--input-shape 1,C,H,W --calib-data DIR --target PROFILE` for any network, or `pea-export --ultralytics best.pt
+--trust-pickle --data data.yaml --target PROFILE`: a thin layer over `pea_deploy.export` (export_checkpoint,
+export_model) and `pea_deploy.integrations.ultralytics_export`.
 Exit codes: pea_deploy.outcomes.MEANINGS["pea-export"] (also in --help)."""
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ def _formats(ctx, param, value):
 @click.option("--formats", default="onnx,tflite", show_default=True, callback=_formats,
               help="comma-separated: onnx (fp32 + int8 QDQ), tflite (full-integer int8; pea-deploy[tflite]), pte "
               "(ExecuTorch int8 XNNPACK program; pea-deploy[executorch])")
-@click.option("--calib-data", type=click.Path(), help="folder of calibration images  [default: the run's training split]")
+@click.option("--calib-data", type=click.Path(), help="folder of calibration images, or a detection set's data.yaml "
+              "(its train images, letterboxed)  [default: the run's training split]")
 @click.option("--calib-samples", type=int, default=256, show_default=True, help="calibration images")
 @click.option("--calib-method", help="activation ranges: minmax, percentile (both formats), entropy (ONNX), "
               "histogram (TFLite)  [default: minmax for ONNX, histogram for TFLite]")
@@ -53,10 +55,20 @@ def _formats(ctx, param, value):
 @click.option("--model-args", help="with --weights: the builder's keyword arguments, as a JSON object")
 @click.option("--input-shape", help="with --weights: the input, 1,C,H,W (batch 1: the artefacts' static shape)")
 @click.option("--val-data", type=click.Path(), help="with --weights: a folder of validation images for parity "
-              "(outputs against torch)  [default: the calibration images]")
+              "(outputs against torch), or a data.yaml (its val images)  [default: the calibration images]")
 @click.option("--mean", help="with --weights: per-channel mean the images are normalised with (after scaling to "
               "[0, 1])  [default: 0]")
 @click.option("--std", help="with --weights: per-channel std  [default: 1]")
+@click.option("--ultralytics", "ultralytics_weights", type=click.Path(),
+              help="an Ultralytics detection checkpoint (best.pt, plain ReLU: see docs/ultralytics.md) to export, "
+              "with --trust-pickle and --data")
+@click.option("--trust-pickle", is_flag=True, help="with --ultralytics: load the pickled checkpoint (loading runs "
+              "code the file names; only for files you trust)")
+@click.option("--data", "data_yaml", type=click.Path(), help="with --ultralytics: the dataset's data.yaml "
+              "(calibration on its train images, mAP parity on its val images)")
+@click.option("--head", type=click.Choice(["raw", "decoded"]), default="raw", show_default=True,
+              help="with --ultralytics: where the graph ends: raw (per-level maps, decode and NMS on the host) or "
+              "decoded (DFL and boxes in the graph, NMS on the host)")
 @click.option("--tflite-io-layout", type=click.Choice(["nhwc", "nchw"]), default="nhwc", show_default=True,
               help="the TFLite file's 4-D input and outputs: nhwc (TFLite's convention, no TRANSPOSE at the edges) "
               "or nchw (torch's); recorded in report.json")
@@ -77,7 +89,8 @@ def _formats(ctx, param, value):
 @handle_errors(PROG)
 def main(source, target, profile_file, out, formats, calib_data, calib_samples, calib_method, activation_dtype,
          opset, max_drop, min_cosine, parity_samples, which, model_file, weights, model_args, input_shape, val_data,
-         mean, std, tflite_io_layout, latency_runs, vela_system_config, vela_memory_mode, qat_epochs, qat_lr,
+         mean, std, ultralytics_weights, trust_pickle, data_yaml, head, tflite_io_layout, latency_runs,
+         vela_system_config, vela_memory_mode, qat_epochs, qat_lr,
          diagnose, diagnose_samples, quiet):
     """Verify alpha = 1, strip the PEA ensembles to ReLU/ReLU6, export ONNX (fp32 and int8) and
     full-integer TFLite, prove parity on real validation images and check every artefact against
@@ -87,7 +100,15 @@ def main(source, target, profile_file, out, formats, calib_data, calib_samples, 
     from ..export.report import FailureKind, layer_error_section
 
     profile = resolve_profile(target, profile_file)
-    if weights is None and source is None:
+    if ultralytics_weights is None:
+        for flag, value in (("--trust-pickle", trust_pickle or None), ("--data", data_yaml)):
+            if value is not None:
+                raise ConfigError(f"{flag} applies with --ultralytics")
+    elif source is not None or weights is not None:
+        raise ConfigError("give --ultralytics CHECKPOINT alone, without a run directory or --weights")
+    elif calib_data is not None:
+        raise ConfigError("--calib-data does not apply with --ultralytics: calibration uses --data's train images")
+    if weights is None and source is None and ultralytics_weights is None:
         raise ConfigError("give a run directory or checkpoint, or --model-file and --weights for any network")
     if weights is not None and source is not None:
         raise ConfigError(f"give a run directory or checkpoint ({source}) or --weights, not both")
@@ -97,10 +118,11 @@ def main(source, target, profile_file, out, formats, calib_data, calib_samples, 
             if value is not None:
                 raise ConfigError(f"{flag} applies with --weights (a pea-train run knows its inputs)")
     if out is None:
-        src = Path(source if weights is None else weights)
+        src = Path(source or weights or ultralytics_weights)
         out = (src if src.is_dir() else src.parent) / "export" / profile.name
     gates = {} if min_cosine is None else {"min_cosine": min_cosine}
-    options = ExportOptions(formats=formats, calib_dir=calib_data if weights is None else None, calib_samples=calib_samples,
+    own_images = weights is None and ultralytics_weights is None  # a pea-train run: --calib-data may replace its own
+    options = ExportOptions(formats=formats, calib_dir=calib_data if own_images else None, calib_samples=calib_samples,
                             calib_method=calib_method, activation_dtype=activation_dtype, opset=opset,
                             max_drop=max_drop, parity_samples=parity_samples, checkpoint=which, model_file=model_file,
                             latency_runs=latency_runs, diagnose_samples=diagnose_samples,
@@ -108,7 +130,12 @@ def main(source, target, profile_file, out, formats, calib_data, calib_samples, 
                             vela_memory_mode=vela_memory_mode, tflite_io_layout=tflite_io_layout, **gates)
     command = command_line(PROG)
     log = None if quiet else (lambda msg: click.echo(f"{PROG}: {msg}", err=True))
-    if weights is None:
+    if ultralytics_weights is not None:
+        from ..integrations.ultralytics_export import export_ultralytics
+
+        result = export_ultralytics(ultralytics_weights, profile, out, data=data_yaml, trust_pickle=trust_pickle,
+                                    head=head, options=options, command=command, log=log)
+    elif weights is None:
         result = export_checkpoint(source, profile, out, options, command=command, log=log)
     else:
         result = _export_module(model_file, weights, model_args, input_shape, calib_data, val_data, mean, std,
@@ -143,8 +170,8 @@ def _export_module(model_file, weights, model_args, input_shape, calib_data, val
     normalise = {"mean": parse_floats(mean, shape[1], "--mean", 0.0), "std": parse_floats(std, shape[1], "--std", 1.0)}
     model, info = load_module(model_file, weights, parse_model_args(model_args))
     calib = folder_inputs(calib_data, shape, "calibration", limit=options.calib_samples, seed=options.seed, **normalise)
-    val = (folder_inputs(val_data, shape, "validation", limit=options.parity_samples, seed=options.seed, **normalise)
-           if val_data else None)
+    val = (folder_inputs(val_data, shape, "validation", limit=options.parity_samples, seed=options.seed, split="val",
+                         **normalise) if val_data else None)
     return export_model(model, profile, out, example_inputs=calib[:1], calibration=calib, validation=val,
                         options=options, command=command, log=log,
                         provenance={"weights": info, "normalisation": {k: list(v) for k, v in normalise.items()}})

@@ -55,12 +55,12 @@ def main(recipe, no_pea, upper_limit, resume_dir, list_recipes, nproc, stop_afte
     if no_pea or upper_limit:
         values["pea.mode"] = "relu" if no_pea else "act"
     if resume_dir:
-        extra = sorted(k for k, v in values.items() if v is not None and k != "train.device")
+        extra = sorted(k for k, v in values.items() if v is not None and k not in ("train.device", "data.workers"))
         if recipe or extra:
             raise ConfigError("--resume continues a run with its own recipe; drop RECIPE and "
                               f"recipe flags ({', '.join(extra) or recipe})")
         summary = resume(resume_dir, device=values.get("train.device"), progress=not quiet and None,
-                         log=log, until_epoch=stop_after_epoch)
+                         log=log, until_epoch=stop_after_epoch, workers=values.get("data.workers"))
         out = resume_dir
     else:
         r = load_recipe(recipe).with_overrides(values)

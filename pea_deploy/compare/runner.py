@@ -4,7 +4,7 @@ resuming interrupted ones, so a killed comparison continues where it stopped."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..atomic import write_text
@@ -28,6 +28,8 @@ class RunResult:
     metric: str = "val_top1"
     final_score: float | None = None   # the last epoch's score
     best_epoch: int | None = None
+    # the task's other scores at that epoch (detection: {"map50": mAP@0.5 %}), from summary.json
+    also: dict[str, float] = field(default_factory=dict)
 
 
 def _finished_summary(run_dir: Path, epochs: int) -> dict | None:
@@ -78,8 +80,11 @@ def run_comparison(recipe: Recipe, out: str | Path, settings: list[Setting], see
         # fine-tuning budgets): the last epoch, evaluated in ReLU form, is the only candidate.
         best = summary[f"best_{metric}"]
         final = float(summary[f"final_{metric}"])
+        when = "final" if best is None else "best"
+        also = {m: float(summary[f"{when}_val_{m}"]) for m in METRIC_LABELS
+                if f"val_{m}" != metric and summary.get(f"{when}_val_{m}") is not None}
         results.append(RunResult(setting, seed, final if best is None else float(best), float(summary["wall_time_s"]),
-                                 run_dir, reused, metric, final, summary["best_epoch"] or summary["epochs"]))
+                                 run_dir, reused, metric, final, summary["best_epoch"] or summary["epochs"], also))
         say(f"[{i}/{total}] {setting.label}, seed {seed}: best {METRIC_LABELS[metric.removeprefix('val_')]} "
             f"{results[-1].score:.2f}% (epoch {results[-1].best_epoch})"
             + (" (finished earlier)" if reused else ""))

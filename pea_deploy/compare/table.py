@@ -1,12 +1,13 @@
-"""The paper-style table from a comparison's runs: mean +- std top-1 (mIoU for segmentation) per
-setting, the best PEA setting, and how much of the baseline -> upper-limit gap it closes. Written as CSV, Markdown, PNG."""
+"""The paper-style table from a comparison's runs: mean +- std top-1 (mIoU for segmentation, mAP@0.5:0.95
+for detection, with mAP@0.5 at the same epoch beside it) per setting, the best PEA setting, and how much
+of the baseline -> upper-limit gap it closes. Written as CSV, Markdown, PNG."""
 
 from __future__ import annotations
 
 import csv
 import io
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..atomic import atomic_path, write_text
@@ -22,6 +23,7 @@ class Row:
     act: str | None
     runs: list[float]
     times: list[float]
+    also: dict[str, list[float]] = field(default_factory=dict)  # other scores per run (detection: map50)
 
     @property
     def mean(self) -> float:
@@ -35,6 +37,10 @@ class Row:
     def std(self) -> float:
         return statistics.stdev(self.runs) if len(self.runs) > 1 else 0.0
 
+    def also_mean_std(self, key: str) -> tuple[float, float]:
+        values = self.also[key]
+        return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
 
 @dataclass
 class Table:
@@ -44,6 +50,10 @@ class Table:
     upper_for_best: Row | None
     metric: str = "top-1"
     best_other: Row | None = None   # the best ReLU row that is not PEA (baseline / hard swap, + extras)
+    also: tuple[str, ...] = ()      # other scores every run reports (detection: map50), as columns
+
+    def also_label(self, key: str) -> str:
+        return METRIC_LABELS.get(key, key)
 
     @property
     def gap_closed(self) -> float | None:
@@ -61,13 +71,16 @@ def build_table(results: list[RunResult]) -> Table:
         row = rows.setdefault(s.slug, Row(s.label, s.slug, s.mode, s.act, [], []))
         row.runs.append(r.score)
         row.times.append(r.wall_time_s)
+        for key, value in r.also.items():
+            row.also.setdefault(key, []).append(value)
     ordered = list(rows.values())
     baseline = next(r for r in ordered if r.mode == "relu")
     pea = [r for r in ordered if r.mode == "pea"]
     best = max(pea, key=lambda r: r.mean) if pea else None
     upper = next((r for r in ordered if r.mode == "act" and best and r.act == best.act), None)
     other = max((r for r in ordered if r.mode == "relu"), key=lambda r: r.mean)
-    return Table(ordered, baseline, best, upper, METRIC_LABELS[results[0].metric.removeprefix("val_")], other)
+    also = tuple(k for k in results[0].also if all(len(r.also.get(k, [])) == len(r.runs) for r in ordered))
+    return Table(ordered, baseline, best, upper, METRIC_LABELS[results[0].metric.removeprefix("val_")], other, also)
 
 
 def recommendation(t: Table) -> str:
@@ -87,11 +100,13 @@ def recommendation(t: Table) -> str:
 
 
 def to_markdown(t: Table) -> str:
-    lines = [f"| setting | best {t.metric} % (mean ± std) | vs ReLU baseline | runs | train time s (mean) |",
-             "|---|---:|---:|---:|---:|"]
+    also = "".join(f" {t.also_label(k)} % at that epoch (mean ± std) |" for k in t.also)
+    lines = [f"| setting | best {t.metric} % (mean ± std) |{also} vs ReLU baseline | runs | train time s (mean) |",
+             "|---|---:|" + "---:|" * len(t.also) + "---:|---:|---:|"]
     for r in t.rows:
         delta = "" if r is t.baseline else f"{r.mean - t.baseline.mean:+.2f}"
-        lines.append(f"| {r.label} | {r.mean:.2f} ± {r.std:.2f} | {delta} | {len(r.runs)} | {r.time_s:.1f} |")
+        cells = "".join(" {:.2f} ± {:.2f} |".format(*r.also_mean_std(k)) for k in t.also)
+        lines.append(f"| {r.label} | {r.mean:.2f} ± {r.std:.2f} |{cells} {delta} | {len(r.runs)} | {r.time_s:.1f} |")
     if t.best_pea:
         verdict = "beats" if t.best_pea.mean > t.baseline.mean else "does not beat"
         lines += ["", f"Best PEA setting: **{t.best_pea.label}**, {t.best_pea.mean:.2f} %: it {verdict} the "
@@ -117,16 +132,17 @@ def to_csv(t: Table, results: list[RunResult]) -> tuple[str, str]:
     w = csv.writer(table)
     key = next((k for k, label in METRIC_LABELS.items() if label == t.metric), "top1")
     w.writerow(["setting", "slug", "mode", "act", "runs", f"{key}_mean", f"{key}_std", "delta_vs_baseline",
-                "train_time_s_mean"])
+                "train_time_s_mean"] + [f"{k}_{stat}" for k in t.also for stat in ("mean", "std")])
     for r in t.rows:
         w.writerow([r.label, r.slug, r.mode, r.act or "", len(r.runs), f"{r.mean:.4f}", f"{r.std:.4f}",
-                    f"{r.mean - t.baseline.mean:.4f}", f"{r.time_s:.2f}"])
+                    f"{r.mean - t.baseline.mean:.4f}", f"{r.time_s:.2f}"]
+                   + [f"{v:.4f}" for k in t.also for v in r.also_mean_std(k)])
     w = csv.writer(runs)
     w.writerow(["setting", "slug", "seed", f"best_val_{key}", "best_epoch", f"final_val_{key}", "wall_time_s",
-                "run_dir"])
+                "run_dir"] + [f"val_{k}_at_best_epoch" for k in t.also])
     for r in results:
         w.writerow([r.setting.label, r.setting.slug, r.seed, r.score, r.best_epoch, r.final_score, r.wall_time_s,
-                    r.run_dir])
+                    r.run_dir] + [r.also.get(k) for k in t.also])
     return table.getvalue(), runs.getvalue()
 
 

@@ -23,12 +23,16 @@ def box_area(b: Tensor) -> Tensor:
 
 
 def box_iou(a: Tensor, b: Tensor) -> Tensor:
-    """(N, M) IoU of every box of `a` (N, 4) with every box of `b` (M, 4)."""
-    lt = torch.maximum(a[:, None, :2], b[None, :, :2])
-    rb = torch.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = (rb - lt).clamp(min=0).prod(-1)
-    union = box_area(a)[:, None] + box_area(b)[None, :] - inter
-    return inter / union.clamp(min=1e-9)
+    """(..., N, M) IoU of every box of `a` (..., N, 4) with every box of `b` (..., M, 4); leading
+    dimensions (a batch of images) broadcast."""
+    a, b = a[..., :, None, :], b[..., None, :, :]
+    # per coordinate, not as (..., N, M, 2) pairs: half the memory traffic on N x M matrices, and
+    # the same operations on the same numbers, so bit for bit the pairwise form's result
+    w = (torch.minimum(a[..., 2], b[..., 2]) - torch.maximum(a[..., 0], b[..., 0])).clamp_(min=0)
+    h = (torch.minimum(a[..., 3], b[..., 3]) - torch.maximum(a[..., 1], b[..., 1])).clamp_(min=0)
+    inter = w.mul_(h)
+    union = box_area(a) + box_area(b) - inter
+    return inter.div_(union.clamp_(min=1e-9))
 
 
 def ciou(a: Tensor, b: Tensor, eps: float = 1e-7) -> Tensor:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from .coco_map import coco_map
 from .decode import detections
-from .targets import unpack_targets
 
 
 def map_metric(input_hw: tuple[int, int]):
@@ -14,7 +13,7 @@ def map_metric(input_hw: tuple[int, int]):
     def map_(outputs, targets) -> float:
         maps = list(outputs) if isinstance(outputs, (tuple, list)) else [outputs]
         strides = [input_hw[0] // m.shape[-2] for m in maps]
-        truth = unpack_targets(targets) if hasattr(targets, "dim") else list(targets)
+        truth = targets if hasattr(targets, "dim") else list(targets)  # packed, or one dict per image
         return coco_map(detections(maps, strides), truth)["map"]
 
     return map_

@@ -33,6 +33,18 @@ def unpack_targets(packed: Tensor) -> list[dict]:
     return found
 
 
+def padded_targets(targets, device: torch.device) -> tuple[Tensor, Tensor]:
+    """(boxes (B, M, 4) float, labels (B, M) long, -1 for an unused row) on `device`, from packed
+    targets (B, MAX, 5) or one {"boxes", "labels"} dict per image; M ends at the last row any image
+    uses, so batched work is not spent on the padding."""
+    if not isinstance(targets, Tensor):
+        targets = pack_targets(list(targets), max(1, max((len(t["labels"]) for t in targets), default=0)))
+    targets = targets.to(device)
+    used = (targets[..., 0] >= 0).any(0).nonzero()
+    width = int(used[-1]) + 1 if len(used) else 0
+    return targets[:, :width, 1:].float(), targets[:, :width, 0].long()
+
+
 def flip_targets(packed: Tensor, flip: Tensor, width: int) -> Tensor:
     """Mirror the boxes of the images where `flip` (N,) is true, for a horizontal image flip."""
     out = packed.clone()

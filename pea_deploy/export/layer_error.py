@@ -14,9 +14,11 @@ The rows are ranked by local SQNR, worst first.
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
 
 import numpy as np
+from torch import nn
 
 TOP = 10
 
@@ -73,6 +75,56 @@ def fake_quantize(x: np.ndarray, scale: float, zero_point: int, qmin: int, qmax:
     """x through an int8 quantize/dequantize pair (round half to even, as both runtimes do)."""
     q = np.clip(np.rint(np.asarray(x, dtype=np.float64) / scale) + zero_point, qmin, qmax)
     return ((q - zero_point) * scale).astype(np.float32)
+
+
+def module_path(text: str) -> str:
+    """A module path as the user writes it (`model.22.cv2.0.2`), from the spellings torch's tracers
+    record in a graph's module stack: `L['self'].model.22`, `model[22]`, `getattr(model, '22')`,
+    `model.22.__dict__['_modules']['cv2'].0.2` (a module reached through a dict, as Ultralytics'
+    heads are), `_modules['cv2']`."""
+    path, before = text, None
+    while path != before:  # getattr(X, 'a') -> X.a, innermost first
+        before = path
+        path = re.sub(r"getattr\(([^(),]*),\s*['\"]([^'\"]*)['\"]\)", r"\1.\2", path)
+    path = re.sub(r"\bL\[['\"]self['\"]\]", "", path)
+    path = re.sub(r"\.?__dict__\[['\"]_+modules['\"]\]", "", path)
+    path = re.sub(r"\.?_+modules\[", "[", path)
+    path = re.sub(r"\[['\"]?([^\]'\"]*)['\"]?\]", r".\1", path)
+    parts = [p for p in path.split(".") if p]
+    return ".".join(parts[1:] if parts[:1] == ["self"] else parts)
+
+
+def module_namer(root: nn.Module):
+    """`name(path) -> str` for the modules of `root` (the exported network): `module_path`, then a
+    module registered under two names by its first one (the one its network gives it, not an alias
+    kept as an attribute), below pea-deploy's own wrapper (a class naming its wrapped child in
+    `wrapper_of`, as FlatOutputs), so rows name modules as the user's network does."""
+    first: dict[int, str] = {}
+    for name, module in root.named_modules(remove_duplicate=False):
+        first.setdefault(id(module), name)
+    prefix, node = "", root
+    while isinstance(getattr(type(node), "wrapper_of", None), str):
+        prefix += type(node).wrapper_of + "."
+        node = getattr(node, type(node).wrapper_of)
+
+    def name(path: str) -> str:
+        path = module_path(path)
+        try:
+            path = first.get(id(root.get_submodule(path)), path)
+        except AttributeError:  # a path the tracer spelled in a way not resolvable here: as written
+            pass
+        return path.removeprefix(prefix) if path.startswith(prefix) else path
+
+    return name
+
+
+def rename_modules(errors: list[TensorError], root: nn.Module) -> list[TensorError]:
+    """`errors` with each row's module named by module_namer(root)."""
+    name = module_namer(root)
+    for e in errors:
+        if e.module:
+            e.module = name(e.module)
+    return errors
 
 
 def ranked(errors: list[TensorError]) -> list[TensorError]:

@@ -10,8 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from torch import nn
 
-from .layer_error import ChannelNoise, TensorError, as_numpy_images, fake_quantize
+from .layer_error import ChannelNoise, TensorError, as_numpy_images, fake_quantize, module_path
 from .steps import step
 
 
@@ -22,21 +23,34 @@ _PASS_THROUGH = {"MaxPool", "Flatten", "Reshape", "Transpose", "Pad", "Squeeze",
 _RENAMED_OUTPUT = "_QuantizeLinear_Input"
 
 
-def _module_of(name: str) -> str:
+def _module_of(name: str, network: nn.Module | None = None) -> str:
     """The torch module path in a TorchScript-exporter name such as /layer3/layer3.0/conv2/Conv_output_0.
 
     Its scopes are either a child's attribute name (conv2) or a container's qualified child name
     that extends the scope before it (layer3 -> layer3.0): an extension replaces that scope, an
-    attribute name is appended. Other names (the dynamo exporter's) say nothing of the module."""
+    attribute name is appended. With the exported `network` each step is the one that names a
+    module of it (a child called `model` inside a wrapper's `model` is appended, not merged).
+    Other names (the dynamo exporter's) say nothing of the module."""
     if not name.startswith("/"):
         return ""
     path: list[str] = []
     for scope in name.strip("/").split("/")[:-1]:
-        if path and scope.startswith(path[-1] + "."):
-            path[-1] = scope
+        extended = path[:-1] + [scope] if path and scope.startswith(path[-1] + ".") else None
+        if network is not None and extended is not None and _names_a_module(network, path + [scope]):
+            path.append(scope)
+        elif extended is not None:
+            path = extended
         else:
             path.append(scope)
-    return ".".join(path)
+    return module_path(".".join(path))
+
+
+def _names_a_module(network: nn.Module, path: list[str]) -> bool:
+    try:
+        network.get_submodule(".".join(path))
+        return True
+    except AttributeError:
+        return False
 
 
 def _session(model_proto, outputs: list[str]):
@@ -55,10 +69,11 @@ def _session(model_proto, outputs: list[str]):
     return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
 
 
-def onnx_layer_errors(fp32_path: str | Path, int8_path: str | Path, images) -> list[TensorError]:
+def onnx_layer_errors(fp32_path: str | Path, int8_path: str | Path, images,
+                      network: nn.Module | None = None) -> list[TensorError]:
     """TensorError for every activation the QDQ model at `int8_path` quantizes, measured on `images`
     (normalised NCHW float32, a numpy array or a tensor, run one at a time as the batch-1 models
-    take them)."""
+    take them); `network`, the module exported, makes the module paths exact."""
     import onnx
     from onnx import numpy_helper
 
@@ -109,7 +124,9 @@ def onnx_layer_errors(fp32_path: str | Path, int8_path: str | Path, images) -> l
             for name, dq, scale, zero_point, info, _ in rows:
                 local[name].add(fake_quantize(f[name], scale, zero_point, info.min, info.max), f[name])
                 accumulated[name].add(q[dq], f[name])
-    return [TensorError(name, _module_of(name) or (_module_of(source.name) if source is not None else ""),
-                        source.op_type if source is not None else "input", scale, zero_point,
-                        local[name].median_db(), accumulated[name].median_db())
+    def module(name, source) -> str:
+        return _module_of(name, network) or (_module_of(source.name, network) if source is not None else "")
+
+    return [TensorError(name, module(name, source), source.op_type if source is not None else "input", scale,
+                        zero_point, local[name].median_db(), accumulated[name].median_db())
             for name, dq, scale, zero_point, info, source in rows]

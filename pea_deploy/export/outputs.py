@@ -62,7 +62,10 @@ def _name(path) -> str:
 
 class FlatOutputs(nn.Module):
     """`model` returning its outputs as one flat tuple (pytree order): what every exporter can
-    write. The wrapped model is the `model` child, so module paths keep their `model.` prefix."""
+    write. The wrapped model is the `model` child; reports name modules below it (`wrapper_of`,
+    layer_error.module_namer), as the user's network does."""
+
+    wrapper_of = "model"
 
     def __init__(self, model: nn.Module):
         super().__init__()

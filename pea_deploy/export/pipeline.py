@@ -27,7 +27,7 @@ from ..pea import require_alpha_one
 from ..verify import Profile, load_profile, verify_model
 from ..verify.report import model_to_dict
 from .host_cpu import int8_isa
-from .layer_error import ranked
+from .layer_error import ranked, rename_modules
 from .onnx_export import export_onnx
 from .onnx_quant import quantize_onnx
 from .options import ExportOptions
@@ -66,6 +66,9 @@ class ExportResult:
     @property
     def failures(self) -> list[Failure]:
         return self.report.failures
+
+    def __repr__(self) -> str:  # the report holds every figure of the export: tens of thousands of characters
+        return f"ExportResult(out_dir={str(self.out_dir)!r}, {self.report.summary_line()})"
 
 
 def _commit(staging: Path, out: Path, names: list[str]) -> dict[str, Path]:
@@ -179,7 +182,7 @@ def run_export(model: nn.Module, profile: Profile, out, options: ExportOptions, 
 
         t0 = time.perf_counter()
         layer_errors = _layer_errors(made, staging, quantized, val.images[:options.diagnose_samples].numpy(),
-                                     options.tflite_io_layout == "nhwc")
+                                     options.tflite_io_layout == "nhwc", stripped)
         timings["layer_errors_s"] = round(time.perf_counter() - t0, 3)
 
         t0 = time.perf_counter()
@@ -315,8 +318,9 @@ def _host_section(rows: list[ParityRow]) -> dict:
         if abs(host_row.cosine - ref.cosine) > 1e-3 or host_row.agreement != ref.agreement:
             why = (f"onnxruntime's x86 int8 kernels saturate on this CPU ({isa}: u8*s8 pairs summed in int16)"
                    if isa.saturates else f"onnxruntime's fused int8 kernels differ on this CPU ({isa})")
-            notes.append(f"{why}: {host_row.artefact} measures output cosine {host_row.cosine:.4f}, "
-                         f"agreement {host_row.agreement:.2f} % here, against {ref.cosine:.4f}, {ref.agreement:.2f} % "
+            here, there = (f"{host_row.cosine:.4f}", f"{ref.cosine:.4f}") if host_row.agreement is None else \
+                (f"{host_row.cosine:.4f}, agreement {host_row.agreement:.2f} %", f"{ref.cosine:.4f}, {ref.agreement:.2f} %")
+            notes.append(f"{why}: {host_row.artefact} measures output cosine {here} here, against {there} "
                          "in the QDQ reference semantics the gates use (what an NPU computes); for x86 "
                          "deployment use a CPU with VNNI (AVX-512 VNNI or AVX-VNNI)")
     return {"int8_isa": isa.name, "onnxruntime_int8_may_saturate": isa.saturates, "notes": notes}
@@ -332,17 +336,21 @@ def _row_figure(row: ParityRow) -> str:
     return f"{row.score:.2f}%" if row.metric in METRIC_LABELS else f"{row.score:.4g}"
 
 
-def _layer_errors(made: list[str], staging: Path, quantized, images, channels_last: bool = True) -> dict:
-    """Per-tensor int8 error of every int8 artefact (layer_error), on `images`."""
+def _layer_errors(made: list[str], staging: Path, quantized, images, channels_last: bool = True,
+                  network: nn.Module | None = None) -> dict:
+    """Per-tensor int8 error of every int8 artefact (layer_error), on `images`; modules named as
+    `network` (the exported one) names them."""
     errors = {}
     if INT8_ONNX in made:
         from .onnx_layer_error import onnx_layer_errors
 
-        errors[INT8_ONNX] = onnx_layer_errors(staging / FP32_ONNX, staging / INT8_ONNX, images)
+        errors[INT8_ONNX] = onnx_layer_errors(staging / FP32_ONNX, staging / INT8_ONNX, images, network)
     if INT8_TFLITE in made:
         from .tflite_layer_error import tflite_layer_errors
 
         errors[INT8_TFLITE] = tflite_layer_errors(quantized, staging / INT8_TFLITE, images, channels_last)
+    if network is not None:
+        errors = {name: rename_modules(rows, network) for name, rows in errors.items()}
     return errors
 
 

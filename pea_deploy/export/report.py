@@ -91,6 +91,22 @@ class ExportReport:
     def exit_code(self) -> ExitCode:
         return exit_code_of(self.failures)
 
+    @property
+    def worst_cosine(self) -> tuple[str, float] | None:
+        """(artefact, its mean output cosine to torch) of the artefact furthest from torch."""
+        rows = [(r.artefact, r.cosine) for r in self.parity[1:] if r.cosine is not None]
+        return min(rows, key=lambda r: r[1]) if rows else None
+
+    def summary_line(self) -> str:
+        """verdict, exit code and worst cosine: what a repr shows instead of every field."""
+        worst = self.worst_cosine
+        cosine = f"{worst[1]:.4f} ({worst[0]})" if worst else "n/a"
+        return (f"verdict={self.verdict.value}, exit_code={int(self.exit_code)}, worst_cosine={cosine}, "
+                f"failures={len(self.failures)}")
+
+    def __repr__(self) -> str:
+        return f"ExportReport(target={self.target.get('name')!r}, {self.summary_line()}, artefacts={len(self.artefacts)})"
+
     def to_dict(self) -> dict:
         return {
             "schema_version": SCHEMA_VERSION, "tool": self.tool, "command": self.command,

@@ -61,11 +61,19 @@ def validation_inputs(trained: TrainedModel, splits: DatasetSplits, limit: int |
 def calibration_inputs(trained: TrainedModel, samples: int, *, splits: DatasetSplits | None = None,
                        data_dir: str | Path | None = None, seed: int = 0) -> tuple[Tensor, str]:
     """`samples` real images for int8 calibration: from `data_dir` (any image files under it,
-    searched recursively) or else a seeded sample of the run's training split."""
+    searched recursively; for a detection run letterboxed, and a data.yaml or YOLO-format folder
+    gives its training images) or else a seeded sample of the run's training split."""
     if samples < 1:
         raise DataError(f"--calib-samples must be at least 1, got {samples}")
     channels, size = trained.input_shape[1], tuple(trained.input_shape[2:])
-    if data_dir is not None:
+    if data_dir is not None and trained.task == "detection":  # letterboxed, as the run trained
+        from ..detection.folder import letterboxed_images
+
+        images, source = letterboxed_images(data_dir, "train", size[0], samples, seed)
+        if len(images) < samples:
+            raise DataError(f"calibration data {data_dir} holds {len(images)} image(s), --calib-samples asks "
+                            f"for {samples}; add images or lower --calib-samples")
+    elif data_dir is not None:
         root = Path(data_dir)
         if not root.is_dir():
             raise DataError(f"calibration directory {root} does not exist")

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch.fx import Node
 
-from .layer_error import ChannelNoise, TensorError, as_numpy_images, fake_quantize
+from .layer_error import ChannelNoise, TensorError, as_numpy_images, fake_quantize, module_path
 from .runtimes import TFLiteRunner
 from .steps import native_output_captured, step
 from .tflite_export import PT2EQuantized
@@ -56,7 +56,7 @@ def _module_of(node: Node) -> tuple[str, str]:
     if not isinstance(node, Node) or node.op == "placeholder":
         return "", "input"
     stack = node.meta.get("nn_module_stack") or {}
-    path = list(stack.values())[-1][0] if stack else ""
+    path = module_path(list(stack.values())[-1][0]) if stack else ""
     op = getattr(node.target, "__name__", str(node.target)).split(".")[0]
     return path, op
 

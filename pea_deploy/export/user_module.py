@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from ..data.folders import IMAGE_SUFFIXES
 from ..data.images import load_image
+from ..detection.yolo_layout import YAML_SUFFIXES
 from ..errors import ConfigError, DataError
 from ..nets.user import build_module, resolve_source
 from ..train.init_weights import load_init_weights, read_state_dict
@@ -76,10 +77,22 @@ def parse_floats(text: str | None, channels: int, what: str, default: float) -> 
 
 
 def folder_inputs(directory: str | Path, shape: tuple[int, ...], what: str, *, limit: int | None = None,
-                  seed: int = 0, mean: tuple[float, ...] = (0.0,), std: tuple[float, ...] = (1.0,)) -> Tensor:
+                  seed: int = 0, mean: tuple[float, ...] = (0.0,), std: tuple[float, ...] = (1.0,),
+                  split: str = "train") -> Tensor:
     """Up to `limit` images (a seeded sample) from the files under `directory`, as the model takes
-    them: (N, C, H, W) float, [0, 1] then normalised with `mean`/`std`."""
+    them: (N, C, H, W) float, [0, 1] then normalised with `mean`/`std`. An Ultralytics data.yaml
+    gives its `split` ("train" or "val") images, letterboxed as Ultralytics feeds a detector."""
     root = Path(directory)
+    m = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
+    if root.suffix.lower() in YAML_SUFFIXES:
+        from ..detection.folder import letterboxed_images
+
+        if shape[1] != 3 or shape[2] != shape[3]:
+            raise DataError(f"{what} data {root} is a detection set, letterboxed to a square RGB input; "
+                            f"--input-shape is {','.join(map(str, shape))}")
+        images, _ = letterboxed_images(root, split, shape[2], limit, seed)
+        return (images.float() / 255.0 - m) / s
     if not root.is_dir():
         raise DataError(f"{what} directory {root} does not exist")
     files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
@@ -90,6 +103,4 @@ def folder_inputs(directory: str | Path, shape: tuple[int, ...], what: str, *, l
         files = [files[i] for i in sorted(pick.tolist())]
     channels, size = shape[1], tuple(shape[2:])
     x = torch.stack([load_image(f, channels, size) for f in files]).float() / 255.0
-    m = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
-    s = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
     return (x - m) / s

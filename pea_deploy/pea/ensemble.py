@@ -1,17 +1,19 @@
 """The two PEA ensembles (Utasi 2022, Eq. 1 and Eq. 3) as nn.Modules.
 
 Both compute `w * T(x) + (1 - w) * Act(x)`: the weighted ensemble with w = alpha, the stochastic one
-with w = r ~ Bernoulli(alpha) drawn per element, channel or tensor. Custom autograd functions save
-only the input (and, for the stochastic case, the mask: one bit per element) and recompute the
-derivatives in backward, so training never keeps the two activation outputs alive.
+with w = r ~ Bernoulli(alpha) drawn per element, channel or tensor. Backward recomputes the
+derivatives from the saved input, so training never keeps the two activation outputs alive.
 
 Exactness: at alpha == 0 and alpha == 1 both ensembles compute only Act(x) or only T(x), so the
-output is exactly that activation, bit for bit; in between, the stochastic ensemble picks each element
-exactly from one branch.
+output is exactly that activation; in between, the stochastic ensemble picks each element exactly
+from one branch.
 
-On CPU, after Act(x) (ATen's kernel, as an Act-only net runs it), the target, the draw and the
-pick or blend are one fused pass (kernels/), forward and backward; elsewhere, or where the
-kernel cannot be built, the same functions run as ATen ops a chunk at a time.
+Where each runs: a built-in Act (GELU, SiLU, Mish, ELU) with a ReLU or ReLU6 target calls the
+ensemble ops (ensemble_ops: Triton on CUDA, the fused C++ kernel on a CPU, one op for
+torch.compile), with alpha as the module's buffer, read on the device. Anything else (a plug-in
+activation, Swish with beta != 1, a model's own module kept by act="keep"), and an eager CPU tensor
+the fused kernel cannot take, runs the autograd functions below, in ATen ops a chunk at a time;
+under torch.compile those take alpha as a tensor too, so one graph serves the whole schedule.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from ..registry import GRANULARITIES
-from . import bernoulli, cpu_kernels
+from . import bernoulli, compiled_form, cpu_kernels, ensemble_aten, ensemble_ops
 from .activations import Activation, smooth_activation, target_activation
 
 
@@ -216,9 +218,12 @@ def stochastic_ensemble(x: Tensor, alpha: float, act: Activation, target: Activa
     return _StochasticFn.apply(x, float(alpha), act, target)
 
 
-def _own_weighted(x: Tensor, own: nn.Module, target: Activation, w: float) -> Tensor:
+def _own_weighted(x: Tensor, own: nn.Module, target: Activation, ens: "PEAEnsemble") -> Tensor:
     """The weighted ensemble with a model's own activation module as Act: plain autograd, so the
-    module's parameters (PReLU's slope, a learnt beta) keep training. Exact at w = 0 and 1."""
+    module's parameters (PReLU's slope, a learnt beta) keep training. Exact at alpha 0 and 1."""
+    if torch.compiler.is_compiling():  # alpha as a tensor: one graph for every alpha
+        return torch.lerp(own(x), target.fn(x), ens.alpha.to(x.dtype))
+    w = ens._alpha_value
     if w == 0.0:
         return own(x)
     if w == 1.0:
@@ -226,12 +231,22 @@ def _own_weighted(x: Tensor, own: nn.Module, target: Activation, w: float) -> Te
     return torch.lerp(own(x), target.fn(x), w)
 
 
-def _own_stochastic(x: Tensor, own: nn.Module, target: Activation, mask: Tensor, w: float) -> Tensor:
-    if w == 0.0:  # no element draws the target: exactly the model's own activation
-        return own(x)
-    if w == 1.0:
-        return target.fn(x)
-    return torch.where(mask, target.fn(x), own(x))
+def _draw(shape: tuple[int, ...], ens: "PEAEnsemble", x: Tensor) -> Tensor:
+    """Bool mask of `shape`, True with probability alpha (compared on the device: no host read)."""
+    return torch.rand(shape, device=x.device) < ens.alpha
+
+
+def _op_name_of(module: nn.Module) -> str | None:
+    """The ops' name for a model's own activation module that computes exactly what the op's Act
+    does (nn.GELU without approximation, nn.SiLU, nn.Mish, nn.ELU with alpha 1, no hooks), else None:
+    such a module has no parameters to train, so the op may stand in for it."""
+    if module._forward_hooks or module._forward_pre_hooks or type(module) not in (nn.GELU, nn.SiLU, nn.Mish, nn.ELU):
+        return None
+    if isinstance(module, nn.GELU) and module.approximate != "none":
+        return None
+    if isinstance(module, nn.ELU) and module.alpha != 1.0:
+        return None
+    return type(module).__name__.lower()
 
 
 class PEAEnsemble(nn.Module):
@@ -255,6 +270,13 @@ class PEAEnsemble(nn.Module):
             self.act = smooth_activation(act, swish_beta)
         self.target = target_activation(target)
         self.swish_beta = float(swish_beta)
+        # (act, target) codes of the ensemble ops where they compute this pair, else None (a plug-in
+        # activation, Swish with beta != 1, a model's own module of another kind or setting: the
+        # autograd forms below)
+        act_code = cpu_kernels.act_code(self.act.kernel if self.own is None else _op_name_of(self.own))
+        target_code = {"relu": 0, "relu6": 1}.get(self.target.name)
+        self._codes = (act_code, target_code) if act_code and target_code is not None else None
+        self.compiled_form = compiled_form.default()  # what torch.compile traces: the op or its ATen form
         self.register_buffer("alpha", torch.zeros((), dtype=torch.float32))
         # A Python copy of the buffer, so forward never syncs a GPU to read it; kept in step by
         # set_alpha and by the hook below when a state_dict is loaded.
@@ -286,9 +308,19 @@ class WeightedEnsemble(PEAEnsemble):
     variant = "weighted"
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.own is not None:
-            return _own_weighted(x, self.own, self.target, self._alpha_value)
-        return ensemble(x, self._alpha_value, self.act, self.target)
+        return _weighted_forward_of(self, x)
+
+
+def _weighted_forward_of(ens: PEAEnsemble, x: Tensor) -> Tensor:
+    if ens._codes is not None and ensemble_ops.runs_on(x, ens._codes[1]):
+        if compiled_form.pointwise(ens):
+            return ensemble_aten.weighted(x, ens.alpha, *ens._codes)
+        return ensemble_ops.weighted_ensemble(x, ens.alpha, *ens._codes)
+    if ens.own is not None:
+        return _own_weighted(x, ens.own, ens.target, ens)
+    if torch.compiler.is_compiling():
+        return torch.lerp(ens.act.fn(x), ens.target.fn(x), ens.alpha.to(x.dtype))
+    return ensemble(x, ens._alpha_value, ens.act, ens.target)
 
 
 class StochasticEnsemble(PEAEnsemble):
@@ -317,17 +349,27 @@ class StochasticEnsemble(PEAEnsemble):
 
     def forward(self, x: Tensor) -> Tensor:
         if not self.training:
+            return _weighted_forward_of(self, x)
+        compiling = torch.compiler.is_compiling()
+        # Eager mode reads the Python copy of alpha (no device sync): at 0 and 1 no draw can pick
+        # the other branch, so none is made and the RNG stream is the plain net's. A compiled graph
+        # takes alpha as a tensor (one graph for every alpha) and always draws.
+        w = None if compiling else self._alpha_value
+        if w in (0.0, 1.0):
             if self.own is not None:
-                return _own_weighted(x, self.own, self.target, self._alpha_value)
-            return ensemble(x, self._alpha_value, self.act, self.target)
-        w = self._alpha_value
-        if self.own is None and w in (0.0, 1.0):  # no draw can pick the other branch: skip it
+                return self.own(x) if w == 0.0 else self.target.fn(x)
             return ensemble(x, w, self.act, self.target)
-        if self.own is None and self.granularity == "element" and x.device.type == "cpu":
+        if self.granularity == "element" and self._codes is not None and ensemble_ops.runs_on(x, self._codes[1]):
+            seed = ensemble_ops.draw_seed(x.device)
+            if compiled_form.pointwise(self):
+                return ensemble_aten.stochastic(x, self.alpha, seed, *self._codes)
+            return ensemble_ops.stochastic_ensemble(x, self.alpha, seed, *self._codes)[0]
+        if self.own is None and self.granularity == "element" and x.device.type == "cpu" and not compiling:
             return stochastic_ensemble(x, w, self.act, self.target)
-        mask = torch.rand(self._mask_shape(x), device=x.device) < w
-        if self.own is not None:
-            return _own_stochastic(x, self.own, self.target, mask, self._alpha_value)
+        mask = _draw(self._mask_shape(x), self, x)
+        if self.own is not None or compiling:
+            act = self.own if self.own is not None else self.act.fn
+            return torch.where(mask, self.target.fn(x), act(x))
         return ensemble(x, mask, self.act, self.target)
 
     def extra_repr(self) -> str:

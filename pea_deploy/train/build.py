@@ -103,6 +103,9 @@ def load_data(recipe: Recipe) -> DatasetSplits:
     d = recipe.data
     splits = load_dataset(d.name, data_dir=d.dir, val_fraction=d.val_fraction, split_seed=d.split_seed,
                           image_size=d.image_size, image_width=d.image_width, channels=d.channels)
+    for split in (splits.train, splits.val):  # a set read from files reads itself with the recipe's workers
+        if hasattr(split, "workers"):
+            split.workers = d.workers
     fixed = NORMALIZATIONS.get(d.normalize).info
     if fixed:  # published statistics instead of the sample's
         if splits.channels != len(fixed["mean"]):

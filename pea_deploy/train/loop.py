@@ -14,8 +14,9 @@ from pathlib import Path
 
 import torch
 
-from ..data import Normalize, augment, epoch_generator, iterate, steps_per_epoch
+from ..data import Normalize, epoch_generator, iterate, steps_per_epoch
 from ..data.images import DatasetSplits
+from ..data.loader import Augmentation, training_batches
 from ..errors import CheckpointError, ConfigError, TrainingDiverged
 from ..pea import AlphaSchedule, AlphaScheduler, alphas, conversion_summary, describe_conversion
 from . import distributed as dist_
@@ -100,6 +101,8 @@ class Trainer:
         # The module the training step runs: DDP around the model when distributed. Weights are
         # shared, so checkpoints, alphas and evaluation use self.model directly.
         self.trained = dist_.wrap_model(self.model, self.dist, self.device)
+        if t.compile:  # the step's module only: checkpoints, alphas and evaluation keep self.model
+            self.trained = torch.compile(self.trained)
         if self.dist.rank > 0:  # own stochastic masks and dropout per rank; rank 0 = single process
             torch.manual_seed(recipe.train.seed + 1_000_003 * self.dist.rank)
         self.alpha_checks = 0
@@ -218,21 +221,15 @@ class Trainer:
         pad = r.data.crop_padding if r.data.crop_padding is not None else max(1, self.data.image_size // 8)
         order = dist_.epoch_indices(len(self.data.train), r.train.seed, self.epoch, self.dist,
                                     r.data.batch_size)
-        batches = iterate(self.data.train, self.local_batch, shuffle=False, order=order, drop_last=True,
-                          workers=r.data.workers)
+        moved = {"segmentation": "masks", "detection": "boxes"}.get(self.data.task, "class")  # with the images
+        fill = self.data.ignore_index if self.data.ignore_index is not None else 255
+        augmentation = Augmentation(tuple(r.data.augment), pad, moved, fill)
+        batches = training_batches(self.data.train, self.local_batch, order, augmentation, gen, r.data.workers)
         bar = tqdm(batches, total=self.steps_per_epoch, disable=not self.progress, leave=False,
                    desc=f"epoch {self.epoch + 1}/{r.train.epochs}", file=sys.stderr, dynamic_ncols=True)
         loss_sum, correct, n, lr, alpha = 0.0, 0, 0, 0.0, 1.0
         pin = self.device.type == "cuda"  # pinned host memory: the copy overlaps the compute
-        segmenting, detecting = self.data.task == "segmentation", self.data.task == "detection"
         for images, labels in bar:
-            if segmenting:  # the masks move with their images
-                images, labels = augment(images, tuple(r.data.augment), pad, gen, masks=labels,
-                                         mask_fill=self.data.ignore_index)
-            elif detecting:  # and the boxes
-                images, labels = augment(images, tuple(r.data.augment), pad, gen, boxes=labels)
-            else:
-                images = augment(images, tuple(r.data.augment), pad, gen)
             if pin:
                 images, labels = images.pin_memory(), labels.pin_memory()
             x = self.normalize(images.to(self.device, non_blocking=pin))
@@ -345,6 +342,9 @@ class Trainer:
             f"final_{key}": self.history[-1][key] if self.history else None,
             f"best_{key}": best_row[key] if best_row else None,
             "best_epoch": best_row["epoch"] if best_row else None,
+            **{f"{when}_val_{m}": row.get(f"val_{m}") if row else None  # e.g. mAP@0.5 beside mAP@0.5:0.95
+               for m in getattr(self.task, "also_reported", ())
+               for when, row in (("final", self.history[-1] if self.history else None), ("best", best_row))},
             "best_is_over": "epochs trained entirely in the final form (PEA: alpha == 1, the paper's final "
                             "phase; baseline and upper limit: every epoch)",
             "best_relu_only": self.best or None,
@@ -381,11 +381,14 @@ def train(recipe: Recipe, out: str | Path | None = None, *, resume: bool = False
 
 
 def resume(run_dir: str | Path, *, device: str | None = None, progress: bool | None = None,
-           log=None, until_epoch: int | None = None) -> dict:
-    """Continue the run in `run_dir` from its last checkpoint, with the run's own recipe."""
+           log=None, until_epoch: int | None = None, workers: int | None = None) -> dict:
+    """Continue the run in `run_dir` from its last checkpoint, with the run's own recipe (on
+    `device`, with `workers` loader processes when given: neither changes the result)."""
     state = load_checkpoint(run_dir)
     recipe = Recipe.from_dict(state["recipe"], source=f"{run_dir} checkpoint")
     if device:
         recipe = recipe.with_overrides({"train.device": device})
+    if workers is not None:
+        recipe = recipe.with_overrides({"data.workers": workers})
     with Trainer(recipe, run_dir, resume=True, progress=progress, log=log) as trainer:
         return trainer.fit(until_epoch)

@@ -89,7 +89,7 @@ class ModelConfig:
 class DataConfig:
     name: str = _f("digits", "dataset", "dataset", reg.DATASETS)
     dir: str | None = _f(None, "data directory (image-folder, seg-folder, cifar*, cityscapes, or a Fashion-MNIST "
-                         "copy)", "data-dir")
+                         "copy; det-folder: a YOLO folder or an Ultralytics data.yaml)", "data-dir")
     image_size: int = _f(32, "image-folder, seg-folder, cityscapes, shapes: resize images to this height "
                          "(and width, unless image_width)", range=Range(8, 4096))
     image_width: int | None = _f(None, "segmentation sets: image width (default: image_size; cityscapes: 2x)",
@@ -155,6 +155,8 @@ class TrainConfig:
     amp: str = _f("off", "mixed precision: off, bf16 (CUDA or CPU) or fp16 (CUDA, with a grad scaler)", None,
                   reg.AMP)
     channels_last: bool = _f(False, "NHWC memory format for the net and its inputs (faster convs on GPUs)")
+    compile: bool = _f(False, "torch.compile the training step's model (one graph for the whole alpha "
+                       "schedule; checkpoints and resume unchanged)")
     init_from: str | None = _f(None, "start from trained weights: a run directory, a pea-deploy checkpoint or a "
                                "state_dict .pt of the unconverted network (read with weights_only)", "init-from")
 

@@ -10,8 +10,9 @@ import torch
 from ..errors import ConfigError
 from .recipe import Recipe
 
-# Fields that may differ between a run and its resumption: they do not change the result.
-RESUMABLE_CHANGES = {"train.device", "train.out"}
+# Fields that may differ between a run and its resumption: they do not change the result (the
+# loader's workers neither: every random choice is drawn in the main process, data.loader).
+RESUMABLE_CHANGES = {"train.device", "train.out", "data.workers"}
 
 
 def _normalized(recipe: dict) -> dict:

@@ -122,6 +122,7 @@ class Segmentation:
 
 class Detection:
     metric = "map"             # COCO mAP@0.5:0.95, the checkpoint selector
+    also_reported = ("map50",)  # summary.json: final and best-epoch mAP@0.5 beside the selector
     train_metric = "recall50"  # running: % of ground-truth boxes some prediction overlaps by IoU >= 0.5
     label = METRIC_LABELS["map"]
 
@@ -133,23 +134,23 @@ class Detection:
 
     def loss(self, outputs, target: Tensor) -> Tensor:
         from ..detection.loss import detection_loss
-        from ..detection.targets import unpack_targets
 
-        return detection_loss(outputs, unpack_targets(target), self.strides(outputs))[0]
+        return detection_loss(outputs, target, self.strides(outputs))[0]
 
     @torch.no_grad()
     def hits(self, outputs, target: Tensor) -> tuple[int, int]:
         from ..detection.boxes import box_iou
         from ..detection.decode import decode
-        from ..detection.targets import unpack_targets
+        from ..detection.targets import padded_targets
 
         boxes, _, _ = decode([o.detach().float() for o in outputs], self.strides(outputs))
-        found = counted = 0
-        for b, t in zip(boxes, unpack_targets(target.detach().cpu())):
-            if len(t["boxes"]):
-                found += int((box_iou(t["boxes"], b.cpu()).amax(1) >= 0.5).sum())
-                counted += len(t["boxes"])
-        return found, counted
+        gt_boxes, gt_labels = padded_targets(target.detach(), boxes.device)
+        if not gt_boxes.shape[1]:
+            return 0, 0
+        live = gt_labels >= 0
+        found = (box_iou(gt_boxes, boxes).amax(2) >= 0.5) & live
+        hit, counted = torch.stack([found.sum(), live.sum()]).cpu().tolist()  # one read from the device
+        return hit, counted
 
     def distill(self, student, teacher, temperature: float) -> Tensor:
         """Per-output MSE to the teacher's raw maps (box distances and class logits alike)."""
@@ -161,21 +162,19 @@ class Detection:
     def evaluate(self, model: nn.Module, data, normalize: Normalize, device: torch.device,
                  batch_size: int = 256) -> dict:
         """{"loss", "map" %, "map50" %, "per_class": AP %} of `model` in eval mode on `data`."""
-        from ..detection.coco_map import coco_map
+        from ..detection.coco_map import MapAccumulator
         from ..detection.decode import detections
         from ..detection.loss import detection_loss
-        from ..detection.targets import unpack_targets
 
         model.eval()
-        found, truth, loss_sum, n = [], [], 0.0, 0
+        scored, loss_sum, n = MapAccumulator(), 0.0, 0
         for images, packed in iterate(data, batch_size, shuffle=False):
             outputs = [o.float() for o in model(normalize(images.to(device)))]
-            targets = unpack_targets(packed)
+            targets = packed.to(device)
             loss_sum += detection_loss(outputs, targets, self.strides(outputs))[0].item() * len(images)
             n += len(images)
-            found += [{k: v.cpu() for k, v in d.items()} for d in detections(outputs, self.strides(outputs))]
-            truth += targets
-        scores = coco_map(found, truth)
+            scored.add(detections(outputs, self.strides(outputs)), targets)
+        scores = scored.compute()
         return {"loss": loss_sum / max(n, 1), "map": scores["map"], "map50": scores["map50"],
                 "per_class": scores["per_class"]}
 
