@@ -39,12 +39,13 @@ def test_yaml_variants_read_the_same_set(ultra, tmp_path, monkeypatch):
     or .txt image lists (./ lines relative to the list, others as written): one and the same set."""
     names_list = f"names: {NAMES}\n"
     names_dict = "names:\n" + "".join(f"  {i}: {n}\n" for i, n in enumerate(NAMES))
-    (ultra / "train.txt").write_text("".join(f"./images/train/{p.name}\n" for p in sorted((ultra / "images" / "train").iterdir())))
-    (ultra / "val.txt").write_text("".join(f"{p}\n" for p in sorted((ultra / "images" / "val").iterdir())))
+    train, val = (sorted((ultra / "images" / s).iterdir()) for s in ("train", "val"))
+    (ultra / "train.txt").write_text("".join(f"./images/train/{p.name}\n" for p in train))  # ./ : from the list
+    (ultra / "val.txt").write_text("".join(f"{p}\n" for p in val))                          # absolute
     elsewhere = tmp_path / "configs"
     elsewhere.mkdir()
     variants = {
-        ultra / "data.yaml": "train: images/train\nval: images/val\n" + names_list,                 # no path: the yaml's folder
+        ultra / "data.yaml": "train: images/train\nval: images/val\n" + names_list,  # no path: the yaml's folder
         elsewhere / "relative.yaml": "path: ../set\ntrain: images/train\nval: images/val\n" + names_dict,
         elsewhere / "absolute.yml": f"path: {ultra}\ntrain: images/train\nval: images/val\nnc: 3\n" + names_dict,
         ultra / "lists.yaml": "path: .\ntrain: train.txt\nval: [val.txt]\n" + names_list,

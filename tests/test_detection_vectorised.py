@@ -44,7 +44,7 @@ def random_boxes(g, n, span, size):
 @pytest.mark.parametrize("case", ["spread", "crowded", "duplicates_and_ties", "integer_grid"])
 def test_nms_equals_the_greedy_loop(case):
     g = torch.Generator().manual_seed(["spread", "crowded", "duplicates_and_ties", "integer_grid"].index(case))
-    for trial in range(40):
+    for trial in range(24):
         n = int(torch.randint(0, 400, (1,), generator=g))
         boxes = random_boxes(g, n, 400 if case == "spread" else 60, 80)
         scores = torch.rand(n, generator=g)
@@ -101,9 +101,7 @@ def test_the_batched_assigner_gives_each_image_its_own_assignment():
     want = reference_assign(logits.sigmoid(), boxes, points, gt_boxes, gt_labels)
     fg, target_boxes, target_scores = got
     assert fg.any() and torch.equal(fg, want[0]) and torch.equal(target_boxes, want[1])
-    # x ** 6 is vectorised (SLEEF) or scalar (libm) by an element's place in the tensor, and the
-    # two may round differently in the last bit: a few float32 ulps of a score <= 1
-    torch.testing.assert_close(target_scores, want[2], rtol=0, atol=1e-6)
+    assert torch.equal(target_scores, want[2])   # products and sqrt: no rounding that depends on layout
     assert not fg[0].any()             # an image without objects has no foreground
 
 

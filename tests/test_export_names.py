@@ -4,7 +4,6 @@ torch's tracers spell them (an alias, a module reached through a dict, pea-deplo
 
 from __future__ import annotations
 
-import pytest
 import torch
 from torch import nn
 

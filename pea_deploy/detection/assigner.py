@@ -20,7 +20,7 @@ from torch import Tensor
 
 from .boxes import box_iou
 
-TOP_K, ALPHA, BETA = 10, 0.5, 6.0
+TOP_K = 10
 
 
 @torch.no_grad()
@@ -42,7 +42,11 @@ def assign(scores: Tensor, boxes: Tensor, points: Tensor, gt_boxes: Tensor, gt_l
     iou = box_iou(gt_boxes, boxes).clamp_(min=0) * inside
     labels = gt_labels.clamp(min=0)
     class_score = scores.gather(2, labels[:, None, :].expand(b, n, m)).transpose(1, 2)  # (B, M, N)
-    align = class_score.clamp(min=0).pow(ALPHA) * iou.pow(BETA) * inside
+    # score^0.5 * IoU^6 by sqrt and products: pow's vectorised and scalar paths round differently,
+    # by an element's place in the tensor, and these do not, so an image's targets do not depend on
+    # the batch it comes in (nor on the device, up to its rounding)
+    iou3 = iou * iou * iou
+    align = class_score.clamp(min=0).sqrt() * (iou3 * iou3) * inside
     top = align.topk(min(TOP_K, n), dim=2).indices
     chosen = torch.zeros_like(inside).scatter_(2, top, True) & inside & (align > 0)
     # a cell chosen by several boxes goes to the one it overlaps most

@@ -7,12 +7,13 @@ data.yaml, a Roboflow folder, or
 
 (yolo_layout finds the files). Each label file holds one `class cx cy w h` line per object,
 coordinates normalised to [0, 1] by the image's width and height; an image without a label file has
-no objects. Images are letterboxed to `image_size` square (scaled to fit, padded with grey at the right and bottom, boxes scaled with
-them). Every bad label (a short line, a number that is not one, a coordinate outside [0, 1], a class
-outside the class names) is one line naming the file and line, found before training: every label
-file is read up front, images are not. A set larger than IN_MEMORY_BYTES decoded is streamed: each
-image is decoded, letterboxed and augmented per item in the loader's workers, and an unreadable
-image stops the run at the batch that reads it, in one line naming the file.
+no objects. Images are letterboxed to `image_size` square (scaled to fit, padded with grey at the
+right and bottom, boxes scaled with them). Every bad label (a short line, a number that is not one,
+a coordinate outside [0, 1], a class outside the class names) is one line naming the file and line,
+found before training: every label file is read up front, images are not. A set larger than
+IN_MEMORY_BYTES decoded is streamed: each image is decoded, letterboxed and augmented per item in the
+loader's workers, and an unreadable image stops the run at the batch that reads it, in one line
+naming the file.
 """
 
 from __future__ import annotations

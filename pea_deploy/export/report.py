@@ -105,7 +105,8 @@ class ExportReport:
                 f"failures={len(self.failures)}")
 
     def __repr__(self) -> str:
-        return f"ExportReport(target={self.target.get('name')!r}, {self.summary_line()}, artefacts={len(self.artefacts)})"
+        return (f"ExportReport(target={self.target.get('name')!r}, {self.summary_line()}, "
+                f"artefacts={len(self.artefacts)})")
 
     def to_dict(self) -> dict:
         return {

@@ -65,7 +65,8 @@ class DecodedHead(nn.Module):
 
         self.raw = RawHead(model)
         with torch.no_grad():  # constants of the graph for its one input size (no shape arithmetic in it)
-            maps = self.raw(torch.zeros(1, 3, imgsz, imgsz))
+            device = next(model.parameters()).device
+            maps = self.raw(torch.zeros(1, 3, imgsz, imgsz, device=device))
         anchors, strides = (a.transpose(0, 1) for a in make_anchors(list(maps), self.raw.head.stride, 0.5))
         self.register_buffer("anchors", anchors.unsqueeze(0).contiguous())
         self.register_buffer("strides", strides.contiguous())
@@ -86,8 +87,9 @@ def decode_raw(maps, input_hw: tuple[int, int], reg_max: int = 16) -> tuple[Tens
     flat = torch.cat([m.flatten(2) for m in maps], 2).transpose(1, 2)  # (B, N, 4 * reg_max + C)
     b, n, _ = flat.shape
     bins = flat[..., :4 * reg_max].reshape(b, n, 4, reg_max).softmax(-1)
-    dist = bins @ torch.arange(reg_max, dtype=flat.dtype)  # expected distance per edge, in strides
-    points, stride_of = anchor_points([tuple(m.shape[-2:]) for m in maps], strides)
+    # expected distance per edge, in strides
+    dist = bins @ torch.arange(reg_max, dtype=flat.dtype, device=flat.device)
+    points, stride_of = anchor_points([tuple(m.shape[-2:]) for m in maps], strides, flat.device)
     dist = dist * stride_of[None, :, None]
     boxes = torch.cat([points - dist[..., :2], points + dist[..., 2:]], -1)
     return boxes, flat[..., 4 * reg_max:].sigmoid()
