@@ -236,7 +236,7 @@ def test_cli_exports_the_users_detector_from_a_plain_state_dict(detector, tmp_pa
     assert [o["name"] for o in report["settings"]["outputs"]] == ["boxes", "scores"]
     rows = [r for r in report["parity"] if r["gate"] and r["artefact"] != "torch fp32"]
     assert {r["runtime"] for r in rows} >= {"onnxruntime, QDQ reference", "LiteRT reference kernels", "TFLite Micro"}
-    for r in rows:
+    for r in rows:   # measured cosine 0.9996 (1 and 2 torch threads): 0.99 is 25x the noise
         assert [o["name"] for o in r["outputs"]] == ["boxes", "scores"]
         assert all(o["cosine"] > 0.99 and o["sqnr_db"] > 15 for o in r["outputs"]), r
         assert r["metric"] == "none" and r["score"] is None
@@ -266,7 +266,7 @@ def test_export_model_scores_a_user_metric_per_artefact(detector, tmp_path):
     # the gated rows compute each file's own int8 semantics, the same on AVX2-only and AVX-512 hosts;
     # the fused onnxruntime row describes this CPU (it saturates on AVX2 without VNNI) and is not held to it
     gated = [r["score"] for r in report["parity"] if r["gate"]]
-    assert all(abs(s - scores["torch fp32", "torch"]) < 5 for s in gated)
+    assert all(abs(s - scores["torch fp32", "torch"]) < 5 for s in gated)   # measured within 0.08
     assert "`box_error`" in (tmp_path / "out" / "report.md").read_text()
 
     def broken(outputs, targets):

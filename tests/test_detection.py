@@ -128,6 +128,7 @@ def trained():
 
 def test_pea_trains_the_detector_to_a_relu_network_that_detects(trained):
     assert not any(isinstance(m, torch.nn.SiLU) for m in trained["relu"].modules())
+    # measured after: 76.4 and 79.9 mAP50 with 2 and 1 torch threads; an untrained net scores about 0
     assert trained["before"] < 5 and trained["after"] > 30, (trained["before"], trained["after"])
 
 
@@ -147,6 +148,8 @@ def test_int8_detector_keeps_its_map_and_runs_wholly_on_the_ethos_u55(trained, t
     rows = {(r["artefact"], r["runtime"]): r for r in report["parity"] if r["gate"]}
     torch_map = rows["torch fp32", "torch"]["score"]
     assert torch_map == pytest.approx(trained["after"], abs=1e-3)  # rows keep 4 decimals
+    # int8 of this detector measured output cosine 0.9999+ and mAP50 within 0.8 points of torch on the
+    # 96 images (over 1 and 2 torch threads): 5 points is 6x that; a broken int8 file loses tens
     for key, r in rows.items():
         assert r["metric"] == "map50" and abs(r["score"] - torch_map) <= 5.0, (key, r["score"], torch_map)
         if key[0] != "torch fp32":
@@ -206,6 +209,8 @@ def test_pea_train_to_export_to_verify_on_shapes_det(tmp_path):
         {"data.train_subset": 256, "train.epochs": 2, "pea.initial_epochs": 0, "pea.transition_end": 1})
     summary = train(recipe, tmp_path / "run", progress=False, log=lambda m: None)
     assert set(summary["final_alphas"].values()) == {1.0}
+    # two epochs on 256 images reach about 0.3 % mAP (measured with 1 and 2 torch threads), so no
+    # drop can pass --max-drop 3 here: the gate that bites is the output cosine (measured 0.9999+)
     result = CliRunner().invoke(export_main, [str(tmp_path / "run"), "--target", "ethos-u55", "--parity-samples",
                                               "64", "--latency-runs", "2", "--max-drop", "3"])
     out = tmp_path / "run" / "export" / "ethos-u55"

@@ -57,8 +57,12 @@ def test_own_network_to_ethos_u55(smooth_run, tmp_path):
     assert any(r["replaced"] == "Hardsigmoid" and r.get("became") for r in summary["conversion"])
     smooth = json.loads((smooth_run / "summary.json").read_text())["final_val_top1"]
     assert summary["start_val_top1"] == smooth                     # alpha 0 = the trained network
+    # measured 80.5-81.1 % over 1 and 2 torch threads (chance 10 %): > 50 says it kept what it knew
     assert summary["all_alphas_one"] and summary["final_val_top1"] > 50
     export = tmp_path / "export"
+    # int8 of this 2-epoch net measured drops of 0.56-1.11 points (2-4 of 359 images) and an output
+    # cosine of 0.9977-0.9994 over 1 and 2 torch threads: --max-drop 5 (18 images) and the default
+    # cosine gate 0.99 leave 4x that, and an int8 file that is broken loses tens of points
     r = CliRunner().invoke(export_main, [str(out), "--target", "ethos-u55", "--out", str(export),
                                          "--latency-runs", "1", "--calib-samples", "64", "--max-drop", "5"])
     assert r.exit_code == 0, r.output
