@@ -158,12 +158,17 @@ def test_calibration_method_must_apply_to_every_format():
 @needs_fashion
 @needs_tflite
 def test_quantization_aware_finetuning_recovers_what_post_training_int8_lost(net, data, images, tmp_path):
-    """A 1000x outlier channel costs post-training int8 many points of top-1; a pass of
-    quantization-aware fine-tuning over 4,000 training images wins most of them back."""
+    """A 2000x outlier channel costs post-training int8 most of its top-1; a pass of
+    quantization-aware fine-tuning over 4,000 training images wins a good part of it back."""
     from pea_deploy.export.qat import qat_finetune
     from pea_deploy.export.tflite_export import export_tflite_int8, write_tflite
 
-    broken, _ = with_activation_outlier(net, 1000.0)
+    # What an outlier costs post-training int8 depends on the trained net's other channels, whose
+    # values move with the CPU's float path: at 1000 the loss measured 6 to 25 points over 3 seeds
+    # and 1 or 2 torch threads, too close to a 5-point margin. At 2000 the tensor's int8 step (about 8)
+    # exceeds the other channels' values, so post-training int8 is left near chance: measured 11-20 %
+    # top-1 against 70-80 % in float (4 runs), and QAT won back 18 to 26 points (a broken QAT: none).
+    broken, _ = with_activation_outlier(net, 2000.0)
     calibration, _ = images
     x, y = fashion_images(data.val, 1000, start=2000)
     x, y = x.numpy(), y.numpy()
@@ -180,7 +185,7 @@ def test_quantization_aware_finetuning_recovers_what_post_training_int8_lost(net
     with torch.no_grad():
         float_top1 = (broken(torch.from_numpy(x)).argmax(1).numpy() == y).mean()
     ptq_top1, qat_top1 = (ptq.argmax(1) == y).mean(), (qat.argmax(1) == y).mean()
-    assert ptq_top1 < float_top1 - 0.05, (float_top1, ptq_top1)   # the case QAT is for
+    assert ptq_top1 < float_top1 - 0.3, (float_top1, ptq_top1)    # the case QAT is for
     assert qat_top1 > ptq_top1 + 0.05, (float_top1, ptq_top1, qat_top1)
     ops = Counter(n.op for n in read_model(path).nodes)
     assert not {"QUANTIZE", "DEQUANTIZE", "TRANSPOSE"} & set(ops), ops

@@ -2,7 +2,8 @@
 Triton kernels on CUDA) or its ATen form ("pointwise": plain lerp/where that Inductor can fuse with
 the BatchNorm before it). Each ensemble module holds its own choice (`compiled_form`), taken from
 PEA_DEPLOY_COMPILED_FORM when it is built; `use(model, form)` changes it for a whole model. Eager
-mode always runs the op. benchmarks/gpu_check.py times both."""
+mode always runs the op; an ONNX export always traces the ATen form. benchmarks/gpu_check.py
+times both."""
 
 from __future__ import annotations
 
@@ -37,5 +38,9 @@ def use(model: nn.Module, form: str) -> nn.Module:
 
 
 def pointwise(ensemble: nn.Module) -> bool:
-    """True while torch.compile traces `ensemble` and its form is "pointwise"."""
+    """True while torch.compile traces `ensemble` and its form is "pointwise", and always during an
+    ONNX export: ONNX has no translation of the ensemble op, and an unstripped ensemble must reach
+    the file as the ops it computes (Erf, Sigmoid, Mul, ...), which pea-verify-ops then names."""
+    if torch.onnx.is_in_onnx_export():
+        return True
     return torch.compiler.is_compiling() and ensemble.compiled_form == "pointwise"
