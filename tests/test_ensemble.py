@@ -175,3 +175,24 @@ def test_chunked_blend_matches_closed_form_on_large_tensors(act, layout):
         ref.backward(g)
         torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
         torch.testing.assert_close(xa.grad, xr.grad, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("act,variant", [("gelu", "weighted"), ("mish", "stochastic"), ("swish", "weighted"),
+                                         ("keep", "weighted")])
+def test_a_converted_net_pickles_mid_transition(tmp_path, act, variant):
+    """torch.save(model) (a whole module, as Ultralytics' and many users' loops save) mid-transition
+    loads back computing the same function, alpha and a model's own Act module included."""
+    from pea_deploy.pea import convert, set_alpha
+
+    torch.manual_seed(0)
+    smooth = nn.SiLU() if act == "keep" else nn.ReLU()
+    net = convert(nn.Sequential(nn.Conv2d(3, 4, 3), smooth, nn.Conv2d(4, 4, 3), smooth), act=act, variant=variant)
+    set_alpha(net, 0.3)
+    x = torch.randn(2, 3, 8, 8)
+    want = net.eval()(x)
+    torch.save(net, tmp_path / "net.pt")
+    back = torch.load(tmp_path / "net.pt", weights_only=False)
+    assert torch.equal(back(x), want)
+    assert back[1] is back[3]                          # one shared instance stays one
+    back.load_state_dict({k: torch.tensor(1.0) if k.endswith("alpha") else v for k, v in back.state_dict().items()})
+    assert torch.equal(back(x), nn.Sequential(back[0], nn.ReLU(), back[2], nn.ReLU())(x))   # the load hook survived

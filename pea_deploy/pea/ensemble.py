@@ -18,6 +18,8 @@ under torch.compile those take alpha as a tensor too, so one graph serves the wh
 
 from __future__ import annotations
 
+import functools
+
 import struct
 
 import torch
@@ -249,6 +251,19 @@ def _op_name_of(module: nn.Module) -> str | None:
     return type(module).__name__.lower()
 
 
+def _own_activation(module: nn.Module) -> Activation:
+    """A model's own activation module as the ensemble's Act (convert's act="keep")."""
+    return Activation(type(module).__name__, module, None, functools.partial(_same, module))
+
+
+def _same(module: nn.Module) -> nn.Module:
+    return module
+
+
+def _sync_alpha_after_load(module: "PEAEnsemble", _incompatible) -> None:
+    module._sync_alpha()
+
+
 class PEAEnsemble(nn.Module):
     """Base of the ensembles: holds Act, T and alpha (a float32 buffer, saved in state_dict).
 
@@ -264,7 +279,7 @@ class PEAEnsemble(nn.Module):
             if getattr(act, "inplace", False):  # both branches read x: Act must not overwrite it
                 act.inplace = False
             self.own = act
-            self.act = Activation(type(act).__name__, act, None, lambda: act)
+            self.act = _own_activation(act)
         else:
             self.own = None
             self.act = smooth_activation(act, swish_beta)
@@ -281,10 +296,27 @@ class PEAEnsemble(nn.Module):
         # A Python copy of the buffer, so forward never syncs a GPU to read it; kept in step by
         # set_alpha and by the hook below when a state_dict is loaded.
         self._alpha_value = 0.0
-        self.register_load_state_dict_post_hook(lambda module, _: module._sync_alpha())
+        self.register_load_state_dict_post_hook(_sync_alpha_after_load)
+        self._act_name = None if self.own is not None else act
 
     def _sync_alpha(self) -> None:
         self._alpha_value = float(self.alpha)
+
+    # torch.save(model) / multiprocessing pickle a whole module: the activations hold functions
+    # (lambdas among them) that pickle cannot name, so they travel as the names they are built from.
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["act"] = None
+        state["target"] = self.target.name
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        if self.own is not None:
+            self.act = _own_activation(self.own)
+        else:
+            self.act = smooth_activation(self._act_name, self.swish_beta)
+        self.target = target_activation(state["target"])
 
     def set_alpha(self, value: float) -> None:
         """Set alpha in [0, 1] in place (keeps the buffer's device)."""
@@ -315,7 +347,7 @@ def _weighted_forward_of(ens: PEAEnsemble, x: Tensor) -> Tensor:
     if ens._codes is not None and ensemble_ops.runs_on(x, ens._codes[1]):
         if compiled_form.pointwise(ens):
             return ensemble_aten.weighted(x, ens.alpha, *ens._codes)
-        return ensemble_ops.weighted_ensemble(x, ens.alpha, *ens._codes)
+        return ensemble_ops.weighted(x, ens.alpha, *ens._codes)
     if ens.own is not None:
         return _own_weighted(x, ens.own, ens.target, ens)
     if torch.compiler.is_compiling():
@@ -363,7 +395,7 @@ class StochasticEnsemble(PEAEnsemble):
             seed = ensemble_ops.draw_seed(x.device)
             if compiled_form.pointwise(self):
                 return ensemble_aten.stochastic(x, self.alpha, seed, *self._codes)
-            return ensemble_ops.stochastic_ensemble(x, self.alpha, seed, *self._codes)[0]
+            return ensemble_ops.stochastic(x, self.alpha, seed, *self._codes)
         if self.own is None and self.granularity == "element" and x.device.type == "cpu" and not compiling:
             return stochastic_ensemble(x, w, self.act, self.target)
         mask = _draw(self._mask_shape(x), self, x)
