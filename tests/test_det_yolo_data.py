@@ -144,3 +144,55 @@ def test_export_inputs_from_a_yaml_are_its_letterboxed_split(ultra):
     assert all(any(torch.equal(c, t) for t in data.train.images) for c in calib)
     with pytest.raises(DataError, match="letterboxed to a square RGB input"):
         folder_inputs(ultra / "data.yaml", (1, 3, 64, 32), "calibration")
+
+
+def test_pea_export_ultralytics_data_is_read_as_pea_train_reads_it(ultra, tmp_path):
+    """pea-export --ultralytics --data: the same reader as det-folder (issue 31): a split listed in a
+    .txt file and a list-valued split give the images and boxes pea-train reads (letterboxed, scaled
+    to [0, 1]; the first `limit` of a split), and a Roboflow folder reads as its data.yaml."""
+    from pea_deploy.integrations.ultralytics_export import dataset_splits, split_images
+
+    train = sorted((ultra / "images" / "train").iterdir())
+    (ultra / "train.txt").write_text("".join(f"./images/train/{p.name}\n" for p in train))
+    (ultra / "data.yaml").write_text(f"train: train.txt\nval: [images/val]\nnames: {NAMES}\n")
+    data = load(ultra / "data.yaml")
+    source = dataset_splits(ultra / "data.yaml")
+    calib, val = split_images(source, "train", 64, 5), split_images(source, "val", 64, None)
+    assert torch.equal(calib.images, data.train.images[:5].float() / 255.0)
+    assert torch.equal(val.images, data.val.images.float() / 255.0)
+    for got, want in zip(val.targets, unpack_targets(data.val.labels), strict=True):
+        assert torch.equal(got["boxes"], want["boxes"]) and torch.equal(got["labels"], want["labels"])
+    assert calib.source.startswith("5 train images of") and "letterboxed to 64 px" in calib.source
+    robo = write_roboflow_set(tmp_path / "robo")
+    by_folder, by_yaml = dataset_splits(robo), dataset_splits(robo / "data.yaml")
+    assert by_folder.val.images == by_yaml.val.images and by_folder.names == by_yaml.names == NAMES
+
+
+def flat_copy(root):
+    """The set's train images in pea-deploy's own layout without a val split (pea-train splits such a
+    set by a seeded fraction; an export has no run to take that split from)."""
+    flat = root / "flat"
+    for image in (root / "images" / "train").iterdir():
+        label = label_of(image)
+        for src, dst in ((image, flat / "images" / image.name), (label, flat / "labels" / label.name)):
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            dst.write_bytes(src.read_bytes())
+    return flat
+
+
+@pytest.mark.parametrize("text, pattern", [
+    ("train: [images/train\nval: images/val\n", "not a valid YAML file (line 2)"),
+    ("train: train.txt\nval: images/val\nnames: [a, b, c]\n", "train.txt does not exist"),
+    (None, "no val split of its own"),
+])
+def test_pea_export_ultralytics_bad_data_is_one_line_and_exit_2(ultra, text, pattern):
+    """--data is read before the checkpoint is loaded (here none exists): one line, exit 2."""
+    from pea_deploy.cli.export import main
+
+    data = ultra / "bad.yaml" if text else flat_copy(ultra)
+    if text:
+        data.write_text(text)
+    result = CliRunner().invoke(main, ["--ultralytics", str(ultra / "best.pt"), "--trust-pickle", "--data", str(data),
+                                       "--target", "ethos-u55", "--out", str(ultra / "export")])
+    assert_one_error_line(result, "pea-export", 2, pattern)
+    assert not (ultra / "export").exists()

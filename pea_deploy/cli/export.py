@@ -39,7 +39,8 @@ def _formats(ctx, param, value):
 @click.option("--activation-dtype", help="ONNX int8 activations: int8 or uint8 (faster on x86 onnxruntime)  [default: the profile's]")
 @click.option("--opset", type=int, help="ONNX opset  [default: the profile's]")
 @click.option("--max-drop", type=float, default=1.0, show_default=True,
-              help="fail (exit 4) when an artefact's top-1 (segmentation: mIoU) is more than this many points below torch")
+              help="fail (exit 4) when an artefact's top-1 (segmentation: mIoU; detection: mAP@0.5:0.95 or "
+                   "mAP@0.5) is more than this many points below torch")
 @click.option("--min-cosine", type=float,
               help="fail (exit 4) when an artefact's mean output cosine to torch is below this (top-1 on a small "
               "split can hide a broken int8 model; not applied to a quantization-aware TFLite, retrained on "
@@ -64,8 +65,9 @@ def _formats(ctx, param, value):
               "with --trust-pickle and --data")
 @click.option("--trust-pickle", is_flag=True, help="with --ultralytics: load the pickled checkpoint (loading runs "
               "code the file names; only for files you trust)")
-@click.option("--data", "data_yaml", type=click.Path(), help="with --ultralytics: the dataset's data.yaml "
-              "(calibration on its train images, mAP parity on its val images)")
+@click.option("--data", "data_yaml", type=click.Path(), help="with --ultralytics: the dataset: an Ultralytics "
+              "data.yaml (folders or .txt image lists) or a Roboflow folder (calibration on its train images, mAP "
+              "parity on its val images)")
 @click.option("--head", type=click.Choice(["raw", "decoded"]), default="raw", show_default=True,
               help="with --ultralytics: where the graph ends: raw (per-level maps, decode and NMS on the host) or "
               "decoded (DFL and boxes in the graph, NMS on the host)")

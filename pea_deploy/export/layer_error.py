@@ -95,24 +95,65 @@ def module_path(text: str) -> str:
 
 
 def module_namer(root: nn.Module):
-    """`name(path) -> str` for the modules of `root` (the exported network): `module_path`, then a
-    module registered under two names by its first one (the one its network gives it, not an alias
-    kept as an attribute), below pea-deploy's own wrapper (a class naming its wrapped child in
-    `wrapper_of`, as FlatOutputs), so rows name modules as the user's network does."""
+    """`name(path) -> str` for the modules of `root` (the exported network), named as the user's
+    network names them: `module_path`, then
+    - a path that skips modules resolves to the one module it can mean: TorchScript's ONNX scopes
+      name only the modules called, and a wrapper that calls its child's children (the Ultralytics
+      heads) leaves that child out (`raw.model.0.act` for `raw.model.model.0.act`);
+    - a module registered under two names takes its first one (the one its network gives it, not
+      an alias kept as an attribute: `model.22...`, not `head...`); but one instance held by several
+      parents (one activation shared by every Conv, as Ultralytics' is) keeps the slot it was called
+      from: its parent's name and its own attribute there;
+    - below pea-deploy's own wrappers (a class naming its wrapped child in `wrapper_of`, as
+      FlatOutputs and the Ultralytics heads) the wrapper's prefix is dropped; ops of a wrapper or
+      of the user's network itself (the heads' concatenation) are named as its root is: ""."""
+    names = list(root.named_modules(remove_duplicate=False))
     first: dict[int, str] = {}
-    for name, module in root.named_modules(remove_duplicate=False):
+    holders: dict[int, set[int]] = {}
+    for name, module in names:
         first.setdefault(id(module), name)
-    prefix, node = "", root
+        for child in module._modules.values():  # _modules: named_children() hides a second name
+            if child is not None:
+                holders.setdefault(id(child), set()).add(id(module))
+    prefix, node, above = "", root, {""}  # above: the wrappers' and the user's root module's paths
     while isinstance(getattr(type(node), "wrapper_of", None), str):
         prefix += type(node).wrapper_of + "."
         node = getattr(node, type(node).wrapper_of)
+        above.add(prefix[:-1])
+
+    def find(path: str) -> nn.Module | None:
+        """The module `path` names: its head resolved from the root, its tail ending the name of
+        exactly one module below that (the longest tail first)."""
+        parts = path.split(".") if path else []
+        for i in range(len(parts) + 1):
+            try:
+                top = root.get_submodule(".".join(parts[:i]))
+            except AttributeError:
+                return None
+            tail = ".".join(parts[i:])
+            if not tail:
+                return top
+            found = {id(m): m for n, m in top.named_modules(remove_duplicate=False)
+                     if n == tail or n.endswith("." + tail)}
+            if len(found) == 1:
+                return next(iter(found.values()))
+        return None
 
     def name(path: str) -> str:
         path = module_path(path)
-        try:
-            path = first.get(id(root.get_submodule(path)), path)
-        except AttributeError:  # a path the tracer spelled in a way not resolvable here: as written
-            pass
+        module = find(path)
+        if module is None:
+            return path
+        parent, _, leaf = path.rpartition(".")
+        if len(holders.get(id(module), ())) > 1:  # shared: named by the slot it was called from
+            owner = find(parent) if parent else root
+            if owner is None:
+                return path
+            path = f"{first[id(owner)]}.{leaf}".lstrip(".")
+        else:
+            path = first[id(module)]
+        if path in above:
+            return ""
         return path.removeprefix(prefix) if path.startswith(prefix) else path
 
     return name

@@ -84,7 +84,9 @@ def onnx_layer_errors(fp32_path: str | Path, int8_path: str | Path, images,
         int8 = onnx.load(str(int8_path))
     consts = {t.name: numpy_helper.to_array(t) for t in int8.graph.initializer}
     producer = {o: n for n in int8.graph.node for o in n.output}
-    dq_params = {n.output[0]: (float(consts[n.input[1]]), int(consts[n.input[2]]) if len(n.input) > 2 else 0)
+    # .item(): a size-1 scale may be shape (1,), which float() refuses in numpy 2.x
+    dq_params = {n.output[0]: (float(consts[n.input[1]].item()),
+                               int(consts[n.input[2]].item()) if len(n.input) > 2 else 0)
                  for n in int8.graph.node if n.op_type == "DequantizeLinear" and n.input[1] in consts
                  and consts[n.input[1]].size == 1}
     dequantized = {n.input[0]: n.output[0] for n in int8.graph.node if n.op_type == "DequantizeLinear"}
@@ -94,9 +96,9 @@ def onnx_layer_errors(fp32_path: str | Path, int8_path: str | Path, images,
         if node.op_type != "QuantizeLinear" or node.input[1] not in consts or consts[node.input[1]].size != 1:
             continue
         name = node.input[0]
-        scale = float(consts[node.input[1]])
+        scale = float(consts[node.input[1]].item())
         zp_arr = consts[node.input[2]] if len(node.input) > 2 else np.zeros((), np.int8)
-        zero_point, info = int(zp_arr), np.iinfo(zp_arr.dtype)
+        zero_point, info = int(zp_arr.item()), np.iinfo(zp_arr.dtype)
         source = producer.get(name)
         # an op that passes its input's scale through (pool, reshape) adds no quantization of its own
         if source is not None and source.op_type in _PASS_THROUGH and any(

@@ -9,6 +9,7 @@ batch of outputs however large the validation set (per-pixel logits of a Citysca
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
@@ -43,6 +44,9 @@ class ParityRow:
     # several outputs: [{name, cosine, sqnr_db, max_abs_diff}] per output, in the model's order (the
     # row's cosine and SQNR are then its worst output's, its max_abs_diff the largest)
     outputs: list | None = None
+    # scores a metric reports beside `score` (detection: {"map50": {"score", "drop"}}, mAP@0.5 beside
+    # mAP@0.5:0.95), each held to --max-drop as `score` is
+    also: dict | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -54,7 +58,7 @@ class ParityRow:
             d = {**{k: v for k, v in d.items() if k != "top1"}, "metric": "top1", "score": d["top1"]}
         return cls(**{k: d[k] for k in ("artefact", "runtime", "samples", "metric", "score", "agreement",
                                         "max_abs_diff", "drop")}, iou=d.get("iou"), cosine=d.get("cosine"),
-                   sqnr_db=d.get("sqnr_db"), gate=d.get("gate", True), outputs=d.get("outputs"))
+                   sqnr_db=d.get("sqnr_db"), gate=d.get("gate", True), outputs=d.get("outputs"), also=d.get("also"))
 
 
 @dataclass
@@ -80,7 +84,9 @@ class UserMetric:
     """`fn(outputs, targets) -> float` over the whole validation split, called once per artefact:
     outputs as torch tensors in the structure the model returns them (`unflatten`, from
     outputs.OutputSpec), targets concatenated when they are tensors, else one list. Its name goes
-    into the report; higher is taken as better (--max-drop applies in its units)."""
+    into the report; higher is taken as better (--max-drop applies in its units). It may return
+    {name: float} instead: the first entry is the row's score under its name, the others go beside
+    it (`also`), every one held to --max-drop (detection: mAP@0.5:0.95, then mAP@0.5)."""
 
     def __init__(self, fn, name: str | None = None, unflatten=None):
         self.fn = fn
@@ -94,7 +100,8 @@ class UserMetric:
         if first:
             self.targets.append(targets)
 
-    def score(self, key) -> float:
+    def score(self, key) -> dict[str, float]:
+        """{name: value} for the artefact `key`, in the metric's order (one number: under its name)."""
         from ..errors import ExportStepError
 
         batches = self.outputs[key]
@@ -104,13 +111,20 @@ class UserMetric:
         joined = torch.cat(targets) if targets and isinstance(targets[0], torch.Tensor) else \
             [t for batch in targets for t in batch]
         try:
-            value = float(self.fn(outputs, joined))
+            value = self.fn(outputs, joined)
+            found = ({str(k): float(v) for k, v in value.items()} if isinstance(value, Mapping)
+                     else {self.name: float(value)})
         except Exception as e:  # noqa: BLE001 - the user's code: named, never a traceback
             text = " ".join(str(e).split())[:200]
             raise ExportStepError(f"metric {self.name} failed on {key[0]} ({key[1]}): {type(e).__name__}: {text}") from None
-        if not np.isfinite(value):
-            raise ExportStepError(f"metric {self.name} returned {value} on {key[0]}; it must return a finite number")
-        return value
+        if not found:
+            raise ExportStepError(f"metric {self.name} returned an empty mapping on {key[0]}; it must return a "
+                                  "finite number or {name: finite number}")
+        for name, v in found.items():
+            if not np.isfinite(v):
+                named = f" as {name!r}" if isinstance(value, Mapping) else ""
+                raise ExportStepError(f"metric {self.name} returned {v}{named} on {key[0]}; it must return a finite number")
+        return found
 
 
 class ParityScorer:
@@ -155,16 +169,25 @@ class ParityScorer:
 
     def rows(self) -> list[ParityRow]:
         """The table, the first row added (the reference) first."""
-        rows, ref_score = [], None
+        rows, ref_score, ref_scores = [], None, None
         metric = self.task.metric if self.task else self.metric.name if self.metric else NO_METRIC
         for key, fidelity in self.fidelity.items():
-            score = iou = agreement = None
+            score = iou = agreement = also = None
             if self.task is not None:
                 t = self.tallies[key]
                 score, iou = t.score()
                 agreement = round(100.0 * t.same / max(t.counted, 1), 4)
             elif self.metric is not None:
-                score = self.metric.score(key)
+                found = self.metric.score(key)
+                ref_scores = found if ref_scores is None else ref_scores
+                if list(found) != list(ref_scores):
+                    from ..errors import ExportStepError
+
+                    raise ExportStepError(f"metric {self.metric.name} returned {', '.join(found)} on {key[0]} but "
+                                          f"{', '.join(ref_scores)} on {rows[0].artefact}; it must name the same scores")
+                metric, score = next(iter(found.items()))
+                also = {n: {"score": round(v, 4), "drop": round(ref_scores[n] - v, 4)}
+                        for n, v in list(found.items())[1:]} or None
             ref_score = score if ref_score is None else ref_score
             sqnrs = [f.sqnr_db for f in fidelity if f.sqnr_db is not None]
             per_output = None
@@ -176,7 +199,7 @@ class ParityScorer:
                                   agreement, max(self.max_diff[key]),
                                   None if score is None else round(ref_score - score, 4), iou,
                                   round(min(f.cosine for f in fidelity), 6), min(sqnrs) if sqnrs else None,
-                                  self.gates[key], per_output))
+                                  self.gates[key], per_output, also))
         return rows
 
 

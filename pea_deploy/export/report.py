@@ -11,7 +11,9 @@ Version 4 added: the export of any module (export_model): `checkpoint.module` wh
 exists, parity rows whose `score`, `agreement` and `drop` are null without a metric, and `metric`
 naming a user metric; per-output fidelity `parity[*].outputs` for a model with several outputs;
 `settings.outputs` (names and ranks), `settings.tflite_io_layout` and
-`artefacts["model.int8.tflite"].io_layout` (the file's input and output layouts).
+`artefacts["model.int8.tflite"].io_layout` (the file's input and output layouts). Rows may carry
+`also`, the scores a metric reports beside `score`, each `{score, drop}` and gated like it
+(detection: `also.map50`, mAP@0.5 beside mAP@0.5:0.95); optional, so still version 4.
 """
 
 from __future__ import annotations
@@ -158,11 +160,14 @@ def _ensembles(n: int) -> str:
     return f"{n} ensemble(s), all exactly 1" if n else "no ensembles (a ReLU network)"
 
 
-def _drop_gate(metric: str, max_drop: float) -> str:
-    if metric in METRIC_LABELS:
-        return f"its {METRIC_LABELS[metric]} is more than {max_drop:g} points below torch's, or "
-    if metric != "none":
-        return f"its `{metric}` is more than {max_drop:g} below torch's, or "
+def _drop_gate(row: dict, max_drop: float) -> str:
+    metrics = [row["metric"]] + list(row.get("also") or {})
+    if row["metric"] in METRIC_LABELS:
+        named = " or its ".join(METRIC_LABELS.get(m, f"`{m}`") for m in metrics)
+        return f"its {named} is more than {max_drop:g} points below torch's, or "
+    if row["metric"] != "none":
+        named = " or its ".join(f"`{m}`" for m in metrics)
+        return f"its {named} is more than {max_drop:g} below torch's, or "
     return ""
 
 
@@ -181,7 +186,7 @@ def to_markdown(report: ExportReport) -> str:
         f"{s['activation_dtype']} activations; TFLite: {s['calibration']['tflite_observer']}"
         f"{_qat(s['calibration'].get('tflite_qat'))}"
         f"{'; ExecuTorch: ' + s['calibration']['pte_quantizer'] if s['calibration'].get('pte_quantizer') else ''})",
-        f"- gates: an artefact fails when {_drop_gate(report['parity'][0]['metric'], s['max_drop'])}its output "
+        f"- gates: an artefact fails when {_drop_gate(report['parity'][0], s['max_drop'])}its output "
         f"cosine to torch is below {s.get('min_cosine', 0):g}",
         f"- ONNX opset {s['opset']}, input NCHW {s['input_shape_nchw']}",
         "",
@@ -189,16 +194,22 @@ def to_markdown(report: ExportReport) -> str:
     if report["failures"]:
         lines += ["## Failures", ""] + [f"- {f}" for f in report["failures"]] + [""]
     key = report["parity"][0]["metric"]
+    also = list(report["parity"][0].get("also") or {})  # scores beside the first (detection: mAP@0.5)
     metric = f"{METRIC_LABELS[key]} %" if key in METRIC_LABELS else "no metric" if key == "none" else f"`{key}`"
+    beside = "".join(f" {METRIC_LABELS[k]} % | drop |" if k in METRIC_LABELS else f" `{k}` | drop |" for k in also)
     unit = "pixels" if key == "miou" else "images"
-    lines += ["## Parity", "", f"| artefact | runtime | {metric} | drop | agreement with torch "
+    lines += ["## Parity", "", f"| artefact | runtime | {metric} | drop |{beside} agreement with torch "
               f"(% of {unit}) | output cosine to torch | output SQNR dB | max abs output diff |",
-              "|---|---|---:|---:|---:|---:|---:|---:|"]
+              "|---|---|---:|---:|" + "---:|---:|" * len(also) + "---:|---:|---:|---:|"]
     figure = lambda v, f: "" if v is None else format(v, f)  # noqa: E731
+    style = lambda m: ".2f" if m in METRIC_LABELS else ".4g"  # noqa: E731
     for r in report["parity"]:
         runtime = r["runtime"] if r.get("gate", True) else f"{r['runtime']}, not gated"
-        lines.append(f"| {r['artefact']} | {runtime} | {figure(r['score'], '.2f' if key in METRIC_LABELS else '.4g')} | "
-                     f"{figure(r['drop'], '.2f' if key in METRIC_LABELS else '.4g')} | {figure(r['agreement'], '.2f')} | "
+        beside_r = r.get("also") or {}
+        scores = "".join(f" {figure(beside_r[k]['score'], style(k))} | {figure(beside_r[k]['drop'], style(k))} |"
+                         if k in beside_r else " | |" for k in also)
+        lines.append(f"| {r['artefact']} | {runtime} | {figure(r['score'], style(key))} | "
+                     f"{figure(r['drop'], style(key))} |{scores} {figure(r['agreement'], '.2f')} | "
                      f"{figure(r.get('cosine'), '.4f')} | {figure(r.get('sqnr_db'), '.1f')} | {r['max_abs_diff']:.4g} |")
     if any(r.get("outputs") for r in report["parity"]):
         lines += ["", "Per output (a row's cosine and SQNR above are its worst output's):", "",

@@ -82,7 +82,8 @@ def export_model(model: nn.Module, target: str | Profile, out: str | Path, *, ex
     batch gives its first element). validation: the same, with targets as second element where
     `metric` needs them; None scores output fidelity on the calibration inputs. metric:
     `fn(outputs, targets) -> float`, computed per artefact over the whole split and named in the
-    report; without one, parity gates on output cosine and --max-drop does not apply. provenance:
+    report, or `-> {name: float}` (the first the row's score, the others beside it, each held to
+    --max-drop); without one, parity gates on output cosine and --max-drop does not apply. provenance:
     what report.json records of where the model came from (weights file, builder), beside its class."""
     options = options or ExportOptions()
     options.validate()

@@ -4,21 +4,24 @@
                        trust_pickle=True, head="raw")
 
 An Ultralytics checkpoint is a pickled module: loading it runs code named in the file, so it is
-loaded only when the caller says it trusts the file. Calibration uses the dataset's train images,
-parity its val images (mAP@0.5:0.95, the same host decode and NMS for torch and every artefact),
-letterboxed to the checkpoint's training size and scaled to [0, 1] as Ultralytics feeds them.
+loaded only when the caller says it trusts the file. `data` is read as pea-train's det-folder reads
+it (detection.yolo_layout: a data.yaml with image folders, .txt image lists or lists of them, or a
+Roboflow folder). Calibration uses the set's first train images, parity its val images, scored in
+mAP@0.5:0.95 and mAP@0.5 (the same host decode and NMS for torch and every artefact; --max-drop
+applies to each), letterboxed to the checkpoint's training size and scaled to [0, 1] as Ultralytics
+feeds them.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from ..detection.yolo_layout import YoloSource, YoloSplit, find_yolo_source
 from ..errors import CheckpointError, ConfigError, DataError, MissingDependency
 from .ultralytics_heads import HEADS, DecodedHead, RawHead, map_metric
-
-IMAGE_SUFFIXES = (".bmp", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp")
 
 
 def load_ultralytics(weights: str | Path, *, trust_pickle: bool) -> tuple[torch.nn.Module, dict]:
@@ -44,44 +47,47 @@ def load_ultralytics(weights: str | Path, *, trust_pickle: bool) -> tuple[torch.
     return model.float().eval(), dict(ckpt.get("train_args") or {})
 
 
-def _split_dirs(data_yaml: Path, key: str) -> tuple[Path, Path]:
-    """(images folder, labels folder) of split `key` as Ultralytics resolves them."""
-    import yaml
-
-    try:
-        spec = yaml.safe_load(data_yaml.read_text())
-    except (OSError, yaml.YAMLError) as e:
-        raise DataError(f"{data_yaml}: cannot read the dataset yaml ({' '.join(str(e).split())[:160]})") from None
-    if not isinstance(spec, dict) or key not in spec:
-        raise DataError(f"{data_yaml}: no '{key}' entry (a data.yaml names train: and val: image folders)")
-    root = Path(spec.get("path") or data_yaml.parent)
-    if not root.is_absolute():
-        root = data_yaml.parent / root
-    entry = spec[key]
-    if not isinstance(entry, str):
-        raise DataError(f"{data_yaml}: '{key}' is a list; give one image folder per split here")
-    images = Path(entry) if Path(entry).is_absolute() else root / entry
-    if not images.is_dir():
-        raise DataError(f"{data_yaml}: '{key}' folder {images} does not exist (image lists in .txt files are "
-                        "not read here yet)")
-    parts = list(images.parts)
-    if "images" not in parts:
-        raise DataError(f"{images}: Ultralytics finds labels by replacing 'images' in the path; it has none")
-    at = len(parts) - 1 - parts[::-1].index("images")
-    return images, Path(*parts[:at], "labels", *parts[at + 1:])
+def dataset_splits(data: str | Path) -> YoloSource:
+    """The set `--data` names, read as pea-train's det-folder reads it (yolo_layout: a data.yaml with
+    image folders, .txt image lists or lists of these, a Roboflow folder, or pea-deploy's own
+    layout); file names only, nothing decoded. Parity needs the set's own val split."""
+    source = find_yolo_source(data)
+    if source.val is None:
+        raise DataError(f"{data}: no val split of its own ({source.how}); parity scores the val images: "
+                        "give a data.yaml with val:, or images/train + images/val")
+    return source
 
 
-def _images(data_yaml: Path, key: str, size: int, limit: int | None):
-    """(float (N, 3, size, size) in [0, 1], targets) of the first `limit` images of split `key`."""
-    from ..detection.folder import load_split
+@dataclass
+class SplitImages:
+    images: torch.Tensor    # float (N, 3, size, size) in [0, 1], letterboxed
+    targets: list[dict]     # per image {"boxes": (M, 4) x1 y1 x2 y2 letterboxed pixels, "labels": (M,)}
+    source: str             # which images, for the report
+
+
+def split_images(source: YoloSource, key: str, size: int, limit: int | None) -> SplitImages:
+    """The first `limit` images of split `key` ("train" or "val") with their boxes, letterboxed to
+    `size` as det-folder letterboxes them, scaled to [0, 1]. The first, not a sample: the table in
+    docs/ultralytics.md was measured so, and a rerun must read the same images."""
+    from ..detection.folder import read_split
     from ..detection.targets import unpack_targets
 
-    images, labels = _split_dirs(data_yaml, key)
-    split = load_split(images, labels, size, None)
-    x, packed = split.images, split.labels
+    split = source.train if key == "train" else source.val
     if limit:
-        x, packed = x[:limit], packed[:limit]
-    return x.float() / 255.0, unpack_targets(packed)
+        split = YoloSplit(split.images[:limit], split.labels[:limit])
+    known = len(source.names) if source.names else None
+    held = read_split(split, size, known, names_from=source.names_from).load_all()
+    return SplitImages(held.images.float() / 255.0, unpack_targets(held.labels),
+                       f"{len(split.images)} {key} images of {source.how}, letterboxed to {size} px")
+
+
+def _check_classes(source: YoloSource, model: torch.nn.Module, data: Path) -> None:
+    """A set naming other classes than the checkpoint's head predicts would be scored as nonsense:
+    one line, before any image is decoded."""
+    head_classes = getattr(model.model[-1], "nc", None)
+    if source.names and head_classes is not None and len(source.names) != int(head_classes):
+        raise DataError(f"{data} names {len(source.names)} classes ({source.names_from}), the checkpoint's "
+                        f"head predicts {int(head_classes)}: give the data.yaml it was trained on")
 
 
 def export_ultralytics(weights: str | Path, target, out: str | Path, *, data: str | Path | None, trust_pickle: bool,
@@ -98,16 +104,18 @@ def export_ultralytics(weights: str | Path, target, out: str | Path, *, data: st
         raise ConfigError("--ultralytics needs --data data.yaml: int8 calibration uses its train images, "
                           "parity its val images (never random inputs)")
     data = Path(data)
-    if not data.is_file():
-        raise DataError(f"dataset yaml {data} does not exist")
+    source = dataset_splits(data)  # a bad yaml or a missing path: one line before the checkpoint loads
     model, train_args = load_ultralytics(weights, trust_pickle=trust_pickle)
     size = int(imgsz or train_args.get("imgsz") or 640)
-    net = RawHead(model) if head == "raw" else DecodedHead(model, size)
-    calib, _ = _images(data, "train", size, options.calib_samples)
-    val_x, val_t = _images(data, "val", size, options.parity_samples)
+    net = RawHead(model) if head == "raw" else DecodedHead(model, size)  # refuses a model with no Detect head
+    _check_classes(source, model, data)
+    calib = split_images(source, "train", size, options.calib_samples)
+    val = split_images(source, "val", size, options.parity_samples)
     reg_max = int(getattr(model.model[-1], "reg_max", 16))
     provenance = {"ultralytics_checkpoint": str(weights), "head": head, "imgsz": size, "data": str(data),
-                  "input": "RGB, letterboxed (top-left, grey 114), scaled to [0, 1]"}
-    return export_model(net, target, out, example_inputs=calib[:1], calibration=calib,
-                        validation=[(val_x, val_t)], metric=map_metric(head, (size, size), reg_max),
+                  "task": "detection", "classes": source.names,
+                  "input": "RGB, letterboxed (top-left, grey 114), scaled to [0, 1]",
+                  "calibration_images": calib.source, "validation_images": val.source}
+    return export_model(net, target, out, example_inputs=calib.images[:1], calibration=calib.images,
+                        validation=[(val.images, val.targets)], metric=map_metric(head, (size, size), reg_max),
                         options=options, command=command, log=log, provenance=provenance)

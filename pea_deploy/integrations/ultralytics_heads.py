@@ -34,7 +34,11 @@ def _detect(model: nn.Module) -> nn.Module:
 
 
 class RawHead(nn.Module):
-    """An Ultralytics DetectionModel up to the last convolution of each head level."""
+    """An Ultralytics DetectionModel up to the last convolution of each head level. The model is the
+    `model` child, so export reports name its modules as the user does (`model.22.cv2.0.2`: the
+    wrapper's own prefix is dropped, layer_error.module_namer; `head` is an alias of `model.model[-1]`)."""
+
+    wrapper_of = "model"
 
     def __init__(self, model: nn.Module):
         super().__init__()
@@ -57,7 +61,9 @@ class DecodedHead(nn.Module):
     """The model's own decode (DFL, anchors, strides: Ultralytics' Detect code) in the graph, as two
     outputs: boxes (B, 4, N) cx cy w h in pixels and class probabilities (B, C, N). Ultralytics
     concatenates the two; in int8 one tensor cannot hold pixels and probabilities (TFLite's
-    concatenation refuses two scales), so they stay apart."""
+    concatenation refuses two scales), so they stay apart. Reports name modules below `raw`'s model."""
+
+    wrapper_of = "raw"
 
     def __init__(self, model: nn.Module, imgsz: int):
         super().__init__()
@@ -119,16 +125,16 @@ def detections(boxes: Tensor, scores: Tensor, *, conf: float = 0.001, iou: float
     return found
 
 
-def map_metric(head: str, input_hw: tuple[int, int], reg_max: int, key: str = "map"):
-    """`fn(outputs, targets) -> mAP %` (key "map": @0.5:0.95, "map50": @0.5) for `head`'s outputs."""
+def map_metric(head: str, input_hw: tuple[int, int], reg_max: int):
+    """`fn(outputs, targets) -> {"map": mAP@0.5:0.95 %, "map50": mAP@0.5 %}` for `head`'s outputs: the
+    row's score and the one reported (and gated) beside it, from one decode, NMS and matching."""
 
-    def metric(outputs, targets) -> float:
+    def detection_map(outputs, targets) -> dict[str, float]:
         if head == "raw":
             boxes, scores = decode_raw(outputs, input_hw, reg_max)
         else:
             boxes, scores = decode_decoded(outputs)
-        return coco_map(detections(boxes, scores), list(targets))[key]
+        found = coco_map(detections(boxes, scores), list(targets))
+        return {"map": found["map"], "map50": found["map50"]}
 
-    metric.__name__ = "mAP@0.5:0.95" if key == "map" else "mAP@0.5"
-    return metric
-
+    return detection_map

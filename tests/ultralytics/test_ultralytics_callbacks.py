@@ -151,8 +151,61 @@ def test_pea_best_pt_exports_to_ethos_u55_all_on_the_npu(pea_run, data_yaml, tmp
     result = export_ultralytics(weights / "best.pt", "ethos-u55", tmp_path / "export", data=data_yaml,
                                 trust_pickle=True, head="raw", options=options)
     assert int(result.exit_code) == 0, [str(f) for f in result.failures]
-    vela = json.loads((result.out_dir / "report.json").read_text())["vela"]
+    report = json.loads((result.out_dir / "report.json").read_text())
+    vela = report["vela"]
     assert vela["cpu_operators"] == 0 and vela["npu_operators"] > 0
+    # parity in mAP@0.5:0.95 and mAP@0.5, both against torch's, from one decode and NMS per artefact
+    for row in report["parity"]:
+        assert row["metric"] == "map" and set(row["also"]) == {"map50"}, row
+        torch_row = report["parity"][0]
+        assert row["also"]["map50"]["drop"] == pytest.approx(
+            torch_row["also"]["map50"]["score"] - row["also"]["map50"]["score"], abs=1e-3)
+    assert report["parity"][0]["also"]["map50"]["score"] >= report["parity"][0]["score"]  # 0.5 is the easiest IoU
+    assert "| mAP@0.5:0.95 % | drop | mAP@0.5 % | drop |" in (result.out_dir / "report.md").read_text()
+    assert_user_module_names(report["artefacts"]["model.int8.tflite"]["layer_errors"])
+
+
+def assert_user_module_names(layer_errors: list[dict]) -> None:
+    """Per-layer rows name Ultralytics modules as the user writes them (`model.22.cv2.0.2`): no
+    wrapper prefix, no tracer spelling, and each Conv's shared activation by its own slot."""
+    import re
+
+    named = {e["module"] for e in layer_errors if e["module"]}
+    assert named and not [m for m in named if not re.fullmatch(r"model\.\d+(\.\w+)*", m)], sorted(named)
+    assert any(m.startswith("model.22.cv2.") for m in named) and any(m.startswith("model.22.cv3.") for m in named)
+    assert len({m for m in named if m.endswith(".act")}) > 10  # one nn.ReLU instance, named per Conv
+
+
+def test_decoded_head_onnx_rows_name_modules_as_the_user_writes_them(pea_run, data_yaml, tmp_path):
+    """ONNX names modules by TorchScript's scopes, which skip the modules a wrapper does not call
+    (DecodedHead -> RawHead -> the DetectionModel's layers): the rows still read `model.<index>...`."""
+    from pea_deploy.export import ExportOptions
+    from pea_deploy.integrations.ultralytics_export import export_ultralytics
+
+    _, _, _, weights = pea_run
+    options = ExportOptions(formats=("onnx",), calib_samples=8, parity_samples=8, latency_runs=1, diagnose_samples=2)
+    result = export_ultralytics(weights / "best.pt", "relu-only", tmp_path / "export", data=data_yaml,
+                                trust_pickle=True, head="decoded", options=options)
+    report = json.loads((result.out_dir / "report.json").read_text())
+    assert_user_module_names(report["artefacts"]["model.int8.onnx"]["layer_errors"])
+    assert {"model.22.dfl.conv"} <= {e["module"] for e in report["artefacts"]["model.int8.onnx"]["layer_errors"]}
+
+
+def test_map50_drop_alone_fails_the_export_gate():
+    """--max-drop holds each reported score: an artefact whose mAP@0.5 falls more than it fails,
+    though its mAP@0.5:0.95 holds (and the other way round)."""
+    from pea_deploy.export.parity import ParityRow
+    from pea_deploy.export.pipeline import _failures
+
+    def row(name, score, map50):
+        return ParityRow(name, "rt", 8, "map", score, None, 0.0, 60.0 - score, cosine=1.0,
+                         also={"map50": {"score": map50, "drop": round(90.0 - map50, 4)}})
+
+    reference = row("torch fp32", 60.0, 90.0)
+    for score, map50, failing in ((59.5, 88.0, "mAP@0.5 88.00% is 2 points below torch fp32 (90.00%)"),
+                                  (58.0, 89.5, "mAP@0.5:0.95 58.00% is 2 points below torch fp32 (60.00%)")):
+        failures = _failures([reference, row("model.int8.tflite", score, map50)], {}, None, 1.0, 0.99, set())
+        assert [f.message for f in failures] == [f"model.int8.tflite (rt) {failing}, more than --max-drop 1"]
 
 
 def test_export_refuses_an_untrusted_pickle_in_one_line(pea_run, data_yaml, tmp_path):
