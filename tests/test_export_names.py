@@ -92,3 +92,39 @@ def test_export_result_and_report_reprs_are_one_short_line(tmp_path):
     modules = {r["module"] for r in rows} - {""}
     assert {"model.2", "model.5.cv2.0.1", "model.5.cv3.1.2"} <= modules
     assert all(isinstance(net.get_submodule(m), nn.Module) and not m.startswith("head") for m in modules)
+
+
+class SharedActNet(nn.Module):
+    """One activation instance in every block, as Ultralytics' `Conv.default_act` is."""
+
+    def __init__(self):
+        super().__init__()
+        act = nn.ReLU()
+        self.model = nn.Sequential(*(nn.Sequential(nn.Conv2d(3 if i == 0 else 4, 4, 1), act) for i in range(3)))
+
+    def forward(self, x):
+        return self.model(x)
+
+
+class CallsGrandchildren(nn.Module):
+    """A wrapper that calls its child's layers itself (as the Ultralytics heads do), so a tracer's
+    scope path leaves the child out."""
+
+    wrapper_of = "net"
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        for layer in self.net.model:
+            x = layer(x)
+        return x
+
+
+def test_a_shared_activation_is_named_by_the_slot_it_was_called_from():
+    name = module_namer(CallsGrandchildren(SharedActNet()))
+    assert name("net.model.2.1") == "model.2.1"       # not model.0.1, the instance's first name
+    assert name("net.model.1.0") == "model.1.0"
+    assert name("model.2.1") == "model.2.1"           # the scope without the wrapper's child
+    assert name("net") == "" and name("") == ""       # the wrapper's own ops
