@@ -209,10 +209,11 @@ def test_pea_train_to_export_to_verify_on_shapes_det(tmp_path):
         {"data.train_subset": 256, "train.epochs": 2, "pea.initial_epochs": 0, "pea.transition_end": 1})
     summary = train(recipe, tmp_path / "run", progress=False, log=lambda m: None)
     assert set(summary["final_alphas"].values()) == {1.0}
-    # two epochs on 256 images reach about 0.3 % mAP (measured with 1 and 2 torch threads), so no
-    # drop can pass --max-drop 3 here: the gate that bites is the output cosine (measured 0.9999+)
+    # two epochs on 256 images reach 0.27-0.57 % mAP@0.5:0.95 and 1.5-2.7 % mAP@0.5 (measured with 1 and 2
+    # torch threads; both are gated), so no drop can pass --max-drop 10, whatever the CPU's float path
+    # makes of so short a run: the gate that bites is the output cosine (measured 0.9999+)
     result = CliRunner().invoke(export_main, [str(tmp_path / "run"), "--target", "ethos-u55", "--parity-samples",
-                                              "64", "--latency-runs", "2", "--max-drop", "3"])
+                                              "64", "--latency-runs", "2", "--max-drop", "10"])
     out = tmp_path / "run" / "export" / "ethos-u55"
     assert result.exit_code == 0, result.output
     import json
@@ -220,7 +221,8 @@ def test_pea_train_to_export_to_verify_on_shapes_det(tmp_path):
     report = json.loads((out / "report.json").read_text())
     assert report["checkpoint"]["task"] == "detection" and report["vela"]["cpu_operators"] == 0
     rows = [r for r in report["parity"] if r["gate"]]
-    assert all(r["metric"] == "map" and r["score"] is not None for r in rows)
+    assert all(r["metric"] == "map" and r["score"] is not None and r["also"]["map50"]["score"] >= r["score"]
+               for r in rows)                                  # mAP@0.5 beside mAP@0.5:0.95, never below it
     assert {r["artefact"] for r in rows} == {"torch fp32", "model.fp32.onnx", "model.int8.onnx", "model.int8.tflite"}
     assert all(len(r["outputs"]) == 3 for r in rows[1:])      # one map per stride (8, 16, 32)
     checked = CliRunner().invoke(verify_main, ["--target", "ethos-u55", str(out / "model.int8.onnx"),

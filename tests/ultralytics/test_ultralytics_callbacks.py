@@ -146,8 +146,12 @@ def test_pea_best_pt_exports_to_ethos_u55_all_on_the_npu(pea_run, data_yaml, tmp
     from pea_deploy.integrations.ultralytics_export import export_ultralytics
 
     _, _, _, weights = pea_run
+    # This test is about the cut, the NPU placement and the rows. The few-epoch net scores 0.0 mAP on its
+    # 16 parity images (measured with 1 and 2 torch threads), a score another CPU's float path may lift
+    # by a few images, each worth points: --max-drop is off (100) and the gate is the output cosine
+    # (default 0.99; measured 0.9964). docs/ultralytics.md holds a trained net's int8 mAP.
     options = ExportOptions(formats=("tflite",), calib_samples=16, parity_samples=16, latency_runs=2,
-                            diagnose_samples=2)
+                            diagnose_samples=2, max_drop=100.0)
     result = export_ultralytics(weights / "best.pt", "ethos-u55", tmp_path / "export", data=data_yaml,
                                 trust_pickle=True, head="raw", options=options)
     assert int(result.exit_code) == 0, [str(f) for f in result.failures]
