@@ -2,7 +2,7 @@
 Triton kernels on CUDA) or its ATen form ("pointwise": plain lerp/where that Inductor can fuse with
 the BatchNorm before it). Each ensemble module holds its own choice (`compiled_form`), taken from
 PEA_DEPLOY_COMPILED_FORM when it is built; `use(model, form)` changes it for a whole model. Eager
-mode always runs the op; an ONNX export always traces the ATen form. benchmarks/gpu_check.py
+mode always runs the op's kernels; an ONNX export always traces the ATen form. benchmarks/gpu_check.py
 times both."""
 
 from __future__ import annotations

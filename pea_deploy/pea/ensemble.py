@@ -19,7 +19,6 @@ under torch.compile those take alpha as a tensor too, so one graph serves the wh
 from __future__ import annotations
 
 import functools
-
 import struct
 
 import torch
